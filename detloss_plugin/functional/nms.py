@@ -1,0 +1,185 @@
+r"""DIoU-NMS (Zheng et al., AAAI 2020, https://arxiv.org/abs/1911.08287, Sec. 5).
+
+Greedy NMS in which the highest-scoring remaining box :math:`M` suppresses a box
+:math:`B_i` when
+
+.. math::
+    IoU(M, B_i) - \left(\frac{\rho^2(M, B_i)}{c^2}\right)^{\beta} > \varepsilon
+
+with :math:`\rho` the distance between the centres, :math:`c` the diagonal of the
+smallest box enclosing both and :math:`\varepsilon` the threshold. ``beta`` = 1.0 is
+the paper's setting for SSD and Faster R-CNN; the authors' YOLOv3 (darknet) uses 0.6.
+Two boxes with the same IoU are less likely to be duplicates when their centres are far
+apart, so DIoU-NMS keeps more of the boxes of nearby objects.
+
+Two implementations compute the same decisions (unions and diagonals are clamped at
+1e-12 before dividing; everything is float32 for float32/half input):
+
+- ``'c'``: the greedy loop in C (``csrc/diou_nms.c``, compiled on first use), CPU only,
+  float32; the fast path on CPU.
+- ``'torch'``: portable (any device, any float dtype). The DIoU criterion is evaluated
+  for all pairs ``i < j`` in row blocks of bounded memory; the greedy result is then
+  the fixed point of ``keep[j] = not any(keep[i] for suppressing pairs (i, j))``,
+  reached by vectorised iterations (Cluster-NMS, Zheng et al., TCYB 2021: the number of
+  iterations is the length of the longest suppression chain, not the number of boxes).
+
+``backend='auto'`` takes ``'c'`` for float32/half tensors on the CPU when the kernel
+can be built, else ``'torch'``.
+"""
+import torch
+from torch import Tensor
+
+from ._checks import check_choice, check_positive
+from ._nms_kernel import load_kernel
+
+__all__ = ['diou_nms', 'batched_diou_nms', 'NMS_BACKENDS']
+
+NMS_BACKENDS = ('auto', 'c', 'torch')
+_EPS = 1e-12
+_BLOCK_ELEMENTS = 1 << 22  # pairs evaluated at once by the torch path
+
+
+def _check_nms_args(boxes: Tensor, scores: Tensor, iou_threshold: float, beta: float,
+                    offset: float, backend: str) -> None:
+    if not isinstance(boxes, Tensor) or not boxes.is_floating_point():
+        raise TypeError(f'boxes must be a floating-point torch.Tensor, got '
+                        f'{getattr(boxes, "dtype", type(boxes).__name__)}')
+    if boxes.dim() != 2 or boxes.shape[1] != 4:
+        raise ValueError(f'boxes must have shape (N, 4) as (x1, y1, x2, y2), got '
+                         f'{tuple(boxes.shape)}')
+    if not isinstance(scores, Tensor) or scores.shape != boxes.shape[:1]:
+        raise ValueError(f'scores must be a tensor of shape ({boxes.shape[0]},), got '
+                         f'{tuple(getattr(scores, "shape", ()))}')
+    if not isinstance(iou_threshold, (int, float)) or isinstance(iou_threshold, bool):
+        raise TypeError(f'iou_threshold must be a number, got {type(iou_threshold).__name__}')
+    check_positive('beta', beta)
+    check_choice('offset', offset, (0, 1))
+    check_choice('backend', backend, NMS_BACKENDS)
+
+
+def _suppressing_pairs(boxes: Tensor, iou_threshold: float, beta: float, offset: float):
+    """All pairs ``(i, j)``, ``i < j`` in score order, where box i would suppress box j."""
+    n = boxes.shape[0]
+    x1, y1, x2, y2 = boxes.unbind(1)
+    area = (x2 - x1 + offset) * (y2 - y1 + offset)
+    cx, cy = x1 + x2, y1 + y2  # twice the centres
+    block = max(1, _BLOCK_ELEMENTS // max(n, 1))
+    rows, cols = [], []
+    for start in range(0, n, block):  # row blocks bound the memory, not a loop per box
+        r = slice(start, min(n, start + block))
+        c = slice(start, n)
+        w = (torch.minimum(x2[r, None], x2[None, c]) - torch.maximum(x1[r, None], x1[None, c])
+             + offset).clamp(min=0)
+        h = (torch.minimum(y2[r, None], y2[None, c]) - torch.maximum(y1[r, None], y1[None, c])
+             + offset).clamp(min=0)
+        inter = w * h
+        iou = inter / (area[r, None] + area[None, c] - inter).clamp(min=_EPS)
+        cw = torch.maximum(x2[r, None], x2[None, c]) - torch.minimum(x1[r, None], x1[None, c]) + offset
+        ch = torch.maximum(y2[r, None], y2[None, c]) - torch.minimum(y1[r, None], y1[None, c]) + offset
+        dx = cx[r, None] - cx[None, c]
+        dy = cy[r, None] - cy[None, c]
+        penalty = 0.25 * (dx * dx + dy * dy) / (cw * cw + ch * ch).clamp(min=_EPS)
+        if beta != 1.0:
+            penalty = penalty.pow(beta)
+        hit = iou - penalty > iou_threshold
+        hit = torch.triu(hit, diagonal=1)  # block row k is box start + k; column 0 is box start
+        i, j = hit.nonzero(as_tuple=True)
+        rows.append(i + start)
+        cols.append(j + start)
+    return torch.cat(rows), torch.cat(cols)
+
+
+def _greedy_fixed_point(n: int, rows: Tensor, cols: Tensor, device) -> Tensor:
+    keep = torch.ones(n, dtype=torch.bool, device=device)
+    while True:
+        hits = torch.zeros(n, dtype=torch.int32, device=device)
+        hits.index_add_(0, cols, keep[rows].to(torch.int32))
+        new_keep = hits == 0
+        if torch.equal(new_keep, keep):
+            return keep
+        keep = new_keep
+
+
+def _torch_nms_sorted(boxes: Tensor, iou_threshold: float, beta: float, offset: float) -> Tensor:
+    rows, cols = _suppressing_pairs(boxes, iou_threshold, beta, offset)
+    keep = _greedy_fixed_point(boxes.shape[0], rows, cols, boxes.device)
+    return keep.nonzero().squeeze(1)
+
+
+def _c_nms_sorted(kernel, boxes: Tensor, iou_threshold: float, beta: float,
+                  offset: float) -> Tensor:
+    boxes = boxes.detach().to(torch.float32).contiguous()
+    n = boxes.shape[0]
+    suppressed = torch.zeros(n, dtype=torch.uint8)
+    keep = torch.empty(n, dtype=torch.int64)
+    num = kernel(boxes.data_ptr(), n, iou_threshold, beta, float(offset),
+                 suppressed.data_ptr(), keep.data_ptr())
+    return keep[:num]
+
+
+def diou_nms(boxes: Tensor, scores: Tensor, iou_threshold: float, beta: float = 1.0,
+             offset: float = 0, backend: str = 'auto') -> Tensor:
+    """DIoU-NMS of one set of boxes.
+
+    Args:
+        boxes: ``Tensor[N, 4]`` boxes ``(x1, y1, x2, y2)``.
+        scores: ``Tensor[N]``.
+        iou_threshold: a box is suppressed when ``IoU - (rho^2 / c^2) ** beta`` with a
+            higher-scoring kept box is strictly greater than this.
+        beta: exponent of the distance penalty (> 0); 1.0 (SSD, Faster R-CNN), 0.6
+            (the authors' YOLOv3).
+        offset: 0, or 1 for the legacy ``x2 - x1 + 1`` width convention (as mmcv).
+        backend: ``'auto'``, ``'c'`` or ``'torch'`` (see the module docstring).
+
+    Returns:
+        ``Tensor[K]`` int64 indices of the kept boxes, by descending score (ties keep
+        their input order).
+    """
+    _check_nms_args(boxes, scores, iou_threshold, beta, offset, backend)
+    if boxes.shape[0] == 0:
+        return torch.empty(0, dtype=torch.int64, device=boxes.device)
+    order = torch.sort(scores, descending=True, stable=True).indices
+    sorted_boxes = boxes[order]
+    kernel = None
+    if backend != 'torch':
+        usable = sorted_boxes.device.type == 'cpu' and sorted_boxes.dtype != torch.float64
+        if backend == 'c' and not usable:
+            raise ValueError(f"backend='c' needs CPU tensors in float32 or half, got "
+                             f'{sorted_boxes.dtype} on {sorted_boxes.device}')
+        kernel = load_kernel() if usable else None
+        if backend == 'c' and kernel is None:
+            raise RuntimeError("backend='c': the C DIoU-NMS kernel could not be built")
+    if kernel is not None:
+        kept = _c_nms_sorted(kernel, sorted_boxes, float(iou_threshold), float(beta), offset)
+    else:
+        if sorted_boxes.dtype in (torch.float16, torch.bfloat16):
+            sorted_boxes = sorted_boxes.float()
+        kept = _torch_nms_sorted(sorted_boxes, float(iou_threshold), float(beta), offset)
+    return order[kept.to(order.device)]
+
+
+def batched_diou_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float,
+                     beta: float = 1.0, offset: float = 0, backend: str = 'auto') -> Tensor:
+    """Class-aware DIoU-NMS: boxes only suppress boxes with the same ``idxs``.
+
+    Boxes of each category are shifted by ``idx * (max coordinate + 1)`` (the trick of
+    torchvision's and mmcv's ``batched_nms``), which puts different categories far
+    apart: their IoU is 0 and the distance penalty positive, so with
+    ``iou_threshold >= 0`` they never suppress each other.
+
+    Args:
+        idxs: ``Tensor[N]`` integer category of each box.
+    Returns:
+        ``Tensor[K]`` int64 indices of the kept boxes by descending score.
+    """
+    _check_nms_args(boxes, scores, iou_threshold, beta, offset, backend)
+    if not isinstance(idxs, Tensor) or idxs.shape != boxes.shape[:1]:
+        raise ValueError(f'idxs must be a tensor of shape ({boxes.shape[0]},), got '
+                         f'{tuple(getattr(idxs, "shape", ()))}')
+    if iou_threshold < 0:
+        raise ValueError(f'iou_threshold must be >= 0 for batched_diou_nms (categories are '
+                         f'separated by distance), got {iou_threshold}')
+    if boxes.shape[0] == 0:
+        return torch.empty(0, dtype=torch.int64, device=boxes.device)
+    shift = idxs.to(boxes.dtype) * (boxes.max() - boxes.min() + 1)
+    return diou_nms(boxes + shift[:, None], scores, iou_threshold, beta, offset, backend)

@@ -1,0 +1,92 @@
+"""Weighting and reduction, the mmdet way, for detloss's registered loss modules.
+
+The semantics are those of mmdet's ``weight_reduce_loss``: multiply by ``weight``;
+with ``avg_factor`` and ``reduction='mean'`` divide the sum by ``avg_factor + eps``;
+``avg_factor`` with ``'sum'`` is an error. Unlike mmdet's IoU losses there is no
+``torch.any(weight > 0)`` shortcut (a host synchronisation): the element-wise losses
+are finite everywhere, so zero weights give an exact zero with the graph connected.
+"""
+from typing import Optional, Union
+
+import torch
+from torch import Tensor, nn
+
+from detloss_plugin.functional._checks import check_choice
+
+__all__ = ['REDUCTIONS', 'BaseLoss', 'check_reduction', 'weight_reduce_loss']
+
+REDUCTIONS = ('none', 'mean', 'sum')
+_AVG_EPS = torch.finfo(torch.float32).eps
+
+
+def check_reduction(name: str, reduction: str) -> None:
+    check_choice(name, reduction, REDUCTIONS)
+
+
+def weight_reduce_loss(loss: Tensor, weight: Optional[Tensor] = None, reduction: str = 'mean',
+                       avg_factor: Optional[Union[float, Tensor]] = None) -> Tensor:
+    """Apply an element-wise ``weight`` and reduce.
+
+    Shapes: ``loss`` any; ``weight`` broadcastable to it. Returns ``loss`` for
+    ``'none'`` and a scalar otherwise.
+    """
+    if weight is not None:
+        loss = loss * weight
+    if avg_factor is None:
+        if reduction == 'mean':
+            # mean of an empty tensor is NaN; keep the graph and return zero.
+            return loss.sum() if loss.numel() == 0 else loss.mean()
+        if reduction == 'sum':
+            return loss.sum()
+        return loss
+    if reduction == 'mean':
+        return loss.sum() / (avg_factor + _AVG_EPS)
+    if reduction == 'none':
+        return loss
+    raise ValueError('avg_factor can not be used with reduction="sum"')
+
+
+class BaseLoss(nn.Module):
+    """``loss_weight`` and ``reduction`` with mmdet's call contract.
+
+    Subclasses implement ``forward`` by computing the element-wise loss and returning
+    ``self.reduce(loss, weight, avg_factor, reduction_override)``.
+    """
+
+    def __init__(self, reduction: str = 'mean', loss_weight: float = 1.0) -> None:
+        super().__init__()
+        check_reduction('reduction', reduction)
+        if not isinstance(loss_weight, (int, float)) or isinstance(loss_weight, bool):
+            raise TypeError(f'loss_weight must be a number, got {type(loss_weight).__name__}')
+        self.reduction = reduction
+        self.loss_weight = float(loss_weight)
+
+    def reduce(self, loss: Tensor, weight: Optional[Tensor] = None,
+               avg_factor: Optional[Union[float, Tensor]] = None,
+               reduction_override: Optional[str] = None) -> Tensor:
+        if reduction_override is not None:
+            check_reduction('reduction_override', reduction_override)
+        reduction = reduction_override or self.reduction
+        return self.loss_weight * weight_reduce_loss(loss, weight, reduction, avg_factor)
+
+    def extra_repr(self) -> str:
+        return f'reduction={self.reduction!r}, loss_weight={self.loss_weight}'
+
+
+def box_weight(weight: Optional[Tensor], pred: Tensor, per_box: bool) -> Optional[Tensor]:
+    """Bring a head's ``weight`` (``(n,)`` or ``(n, 4)`` for ``pred`` of ``(n, 4)``) to
+    the shape of the element-wise loss: ``(n,)`` for per-box losses (a ``(n, 4)``
+    weight is averaged over the coordinates, as mmdet does) and ``(n, 4)`` for
+    coordinate-wise losses."""
+    if weight is None:
+        return None
+    if not isinstance(weight, Tensor):
+        raise TypeError(f'weight must be a torch.Tensor or None, got {type(weight).__name__}')
+    box_shape = tuple(pred.shape[:-1])
+    if tuple(weight.shape) == tuple(pred.shape):
+        return weight.mean(-1) if per_box else weight
+    if tuple(weight.shape) == box_shape:
+        return weight if per_box else weight.unsqueeze(-1)
+    raise ValueError(
+        f'weight must have shape {box_shape} or {tuple(pred.shape)} for pred of shape '
+        f'{tuple(pred.shape)}, got {tuple(weight.shape)}')

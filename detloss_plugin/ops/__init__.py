@@ -1,0 +1,3 @@
+from .nms import diou_nms_mmcv, register_diou_nms
+
+__all__ = ['diou_nms_mmcv', 'register_diou_nms']
