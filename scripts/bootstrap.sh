@@ -51,6 +51,9 @@ else
     # venv's torch (no build isolation; under isolation pip silently builds it without
     # ops) and an old setuptools. torch asks for setuptools>=77 but does not need it to
     # run; the newer one is put back right after the build.
+    # mmcv's own run-time dependencies first, at versions that suit mmcv 2.1.0 / mmdet
+    # 3.3.0 (numpy 1.x; opencv-python 5 asks for numpy 2).
+    "${PIP[@]}" install -q "numpy<2" "opencv-python==4.10.0.84" mmengine==0.10.7
     "${PIP[@]}" install -q "setuptools<70" wheel ninja 2>&1 | grep -v "dependency conflicts\|requires setuptools" || true
     "${PIP[@]}" uninstall -q -y mmcv mmcv-lite >/dev/null 2>&1 || true
     if command -v nvcc >/dev/null 2>&1 \
@@ -71,8 +74,9 @@ fi
 
 log "installing mmengine, mmdet and the test/plot dependencies"
 # setuptools<82 keeps pkg_resources, which mmengine 0.10.7 imports at run time;
-# >=77 is what torch's metadata asks for. numpy<2: mmcv 2.1.0 / mmdet 3.3.0 predate it.
-"${PIP[@]}" install -q "setuptools>=77,<82" "numpy<2" \
+# >=77 is what torch's metadata asks for. numpy<2: mmcv 2.1.0 / mmdet 3.3.0 predate it
+# (and opencv-python 5 would pull numpy 2 back in).
+"${PIP[@]}" install -q "setuptools>=77,<82" "numpy<2" "opencv-python==4.10.0.84" \
     mmengine==0.10.7 mmdet==3.3.0 pycocotools "pytest>=7" matplotlib
 log "installing detloss_plugin (editable)"
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$REPO"

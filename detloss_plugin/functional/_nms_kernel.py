@@ -32,10 +32,13 @@ def _compiler() -> Optional[str]:
     return None
 
 
-def _build(source: Path) -> Path:
-    digest = hashlib.sha256(source.read_bytes() + ' '.join(_FLAGS).encode()).hexdigest()[:16]
+def _build(source: Path, flags=None) -> Path:
+    """Compile ``source`` (a C file) with ``flags`` (default: this kernel's) into the
+    cache, once per source and flags; also used for ``csrc/iou_family.c``."""
+    flags = _FLAGS if flags is None else list(flags)
+    digest = hashlib.sha256(source.read_bytes() + ' '.join(flags).encode()).hexdigest()[:16]
     cache = Path(os.environ.get('DETLOSS_CACHE_DIR', Path.home() / '.cache' / 'detloss_plugin'))
-    target = cache / f'diou_nms_{digest}.so'
+    target = cache / f'{source.stem}_{digest}.so'
     if target.exists():
         return target
     compiler = _compiler()
@@ -45,7 +48,7 @@ def _build(source: Path) -> Path:
     fd, tmp = tempfile.mkstemp(suffix='.so', dir=cache)
     os.close(fd)
     try:
-        subprocess.run([compiler, *_FLAGS, str(source), '-o', tmp, '-lm'], check=True,
+        subprocess.run([compiler, *flags, str(source), '-o', tmp, '-lm'], check=True,
                        capture_output=True, text=True)
         os.replace(tmp, target)
     except subprocess.CalledProcessError as err:

@@ -16,7 +16,8 @@ Two implementations compute the same decisions (unions and diagonals are clamped
 1e-12 before dividing; everything is float32 for float32/half input):
 
 - ``'c'``: the greedy loop in C (``csrc/diou_nms.c``, compiled on first use), CPU only,
-  float32; the fast path on CPU.
+  float32; the fast path on CPU. For each kept box the sweep over the later boxes is
+  branch-free and vectorised (AVX2 where available).
 - ``'torch'``: portable (any device, any float dtype). The DIoU criterion is evaluated
   for all pairs ``i < j`` in row blocks of bounded memory; the greedy result is then
   the fixed point of ``keep[j] = not any(keep[i] for suppressing pairs (i, j))``,
@@ -114,6 +115,8 @@ def _c_nms_sorted(kernel, boxes: Tensor, iou_threshold: float, beta: float,
     keep = torch.empty(n, dtype=torch.int64)
     num = kernel(boxes.data_ptr(), n, iou_threshold, beta, float(offset),
                  suppressed.data_ptr(), keep.data_ptr())
+    if num < 0:  # the kernel could not allocate its working copy of the boxes
+        return _torch_nms_sorted(boxes, iou_threshold, beta, offset)
     return keep[:num]
 
 

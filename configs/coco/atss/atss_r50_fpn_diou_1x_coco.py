@@ -1,0 +1,6 @@
+_base_ = 'mmdet::atss/atss_r50_fpn_1x_coco.py'
+custom_imports = dict(imports=['detloss_plugin'], allow_failed_imports=False)
+# DIoU loss (Zheng et al., AAAI 2020).
+# ATSS regresses decoded boxes (mmdet's config: GIoULoss, loss_weight 2.0, kept here).
+model = dict(bbox_head=dict(
+    loss_bbox=dict(type='detloss_plugin.DIoULoss', loss_weight=2.0)))

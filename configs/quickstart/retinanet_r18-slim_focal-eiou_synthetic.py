@@ -1,0 +1,5 @@
+_base_ = './_base_/retinanet_r18-slim_synthetic.py'
+# Focal-EIoU loss IoU^0.5 * L_EIoU (Zhang et al., arXiv 2101.08158) on decoded boxes.
+model = dict(bbox_head=dict(
+    reg_decoded_bbox=True,
+    loss_bbox=dict(type='detloss_plugin.FocalEIoULoss', gamma=0.5, loss_weight=2.0)))

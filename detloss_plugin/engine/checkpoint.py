@@ -1,0 +1,135 @@
+"""Resuming and ``load_from`` with mmengine 0.10.x under torch >= 2.6, safely.
+
+mmengine 0.10.7 reads checkpoints with ``torch.load(filename, map_location=...)``.
+Since torch 2.6 that call means ``weights_only=True``, and mmengine's own checkpoints
+hold more than tensors: the ``message_hub`` stores
+:class:`mmengine.logging.HistoryBuffer` objects (numpy arrays inside, and the names of
+its statistics methods), and ``meta`` / ``runtime_info`` may hold numpy scalars and
+dtypes. torch then refuses the file (``UnpicklingError: Weights only load failed``),
+which breaks ``--resume`` and ``load_from``.
+
+The fix keeps the restricted unpickler and lists exactly the classes and functions these
+checkpoints need (:func:`mmengine_safe_globals`):
+
+- ``mmengine.logging.HistoryBuffer`` (built with ``__new__`` and ``__setstate__``); its
+  state holds its statistics methods, which pickle writes as
+  ``builtins.getattr(HistoryBuffer, 'mean')``: that name is bound to a restricted
+  ``getattr`` that returns HistoryBuffer's own public methods and refuses anything else
+  (the real ``getattr`` is never allow-listed);
+- numpy's array and scalar reconstructors (``numpy.core.multiarray._reconstruct``,
+  ``numpy.core.multiarray.scalar``, under the names both numpy 1 and numpy 2 write),
+  ``numpy.ndarray``, ``numpy.dtype`` and the concrete dtype classes (``Float64DType``,
+  ...) that ``dtype.__setstate__`` is called on.
+
+Each of these only rebuilds data: none imports a module, calls an arbitrary callable or
+evaluates code, and the contents of object arrays are themselves unpickled by the same
+restricted unpickler. Anything else in a file is still refused. Unsafe loading
+(``weights_only=False``) is never switched on.
+
+:func:`enable_safe_checkpoint_loading` adds that list with
+``torch.serialization.add_safe_globals`` (which fixes every ``torch.load`` of mmengine:
+local files, http and the other schemes) and re-registers mmengine's local-file loader
+(``CheckpointLoader.register_scheme(prefixes='', force=True)``) with one that passes
+``weights_only=True`` explicitly, so local checkpoints are loaded safely even with
+torch 2.4/2.5, whose default is still unsafe. With torch < 2.4 (no
+``add_safe_globals``) it changes nothing and returns False.
+"""
+import os.path as osp
+from typing import Callable, List, Tuple
+
+import torch
+
+__all__ = ['enable_safe_checkpoint_loading', 'load_from_local_safe',
+           'mmengine_safe_globals']
+
+_ENABLED = False
+
+
+def _numpy_globals() -> List[Tuple[Callable, str]]:
+    import numpy as np
+    try:  # numpy >= 2
+        from numpy._core import multiarray
+    except ImportError:  # numpy 1.x
+        from numpy.core import multiarray
+    out: List[Tuple[Callable, str]] = []
+    # Pickles name these by module path: numpy 1.x writes numpy.core.multiarray.*,
+    # numpy 2 writes numpy._core.multiarray.*. Accept both, so a checkpoint written
+    # under one numpy loads under the other.
+    for mod in ('numpy.core.multiarray', 'numpy._core.multiarray'):
+        out.append((multiarray._reconstruct, f'{mod}._reconstruct'))
+        out.append((multiarray.scalar, f'{mod}.scalar'))
+    out.append((np.ndarray, 'numpy.ndarray'))
+    out.append((np.dtype, 'numpy.dtype'))
+    # dtype.__setstate__ runs on an instance of the concrete class (Float64DType...).
+    dtype_classes = set()
+    for t in set(np.sctypeDict.values()):
+        try:
+            dtype_classes.add(type(np.dtype(t)))
+        except TypeError:
+            continue
+    for cls in sorted(dtype_classes, key=lambda c: c.__name__):
+        out.append((cls, f'{cls.__module__}.{cls.__qualname__}'))
+    return out
+
+
+def _history_buffer_getattr_factory():
+    import inspect
+    import pickle
+
+    from mmengine.logging.history_buffer import HistoryBuffer
+    allowed = frozenset(n for n, v in vars(HistoryBuffer).items()
+                        if inspect.isfunction(v) and not n.startswith('_'))
+
+    def history_buffer_getattr(obj, name):
+        """``getattr`` restricted to HistoryBuffer's public methods."""
+        if obj is HistoryBuffer and name in allowed:
+            return getattr(obj, name)
+        raise pickle.UnpicklingError(
+            f'detloss safe loading: getattr({obj!r}, {name!r}) is not allowed; only '
+            f'HistoryBuffer methods {sorted(allowed)} are')
+
+    return history_buffer_getattr
+
+
+def _mmengine_globals() -> List[Tuple[Callable, str]]:
+    from mmengine.logging.history_buffer import HistoryBuffer
+    path = f'{HistoryBuffer.__module__}.{HistoryBuffer.__qualname__}'
+    # HistoryBuffer.__getstate__ saves its statistics methods (min, max, current,
+    # mean): torch.save's pickle protocol 2 writes a method as
+    # getattr(HistoryBuffer, 'min'). builtins.getattr itself would reach anything
+    # (``__globals__``...), so the name is bound to a getattr that only returns
+    # HistoryBuffer's own public methods and refuses everything else.
+    return [(HistoryBuffer, path), (_history_buffer_getattr_factory(), 'builtins.getattr')]
+
+
+def mmengine_safe_globals() -> List[Tuple[Callable, str]]:
+    """The ``(object, 'module.qualname')`` pairs that mmengine checkpoints need beyond
+    torch's defaults (see the module docstring for why each is safe)."""
+    return _numpy_globals() + _mmengine_globals()
+
+
+def load_from_local_safe(filename: str, map_location=None):
+    """mmengine's local-file loader, with ``weights_only=True`` explicitly."""
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'{filename} can not be found.')
+    return torch.load(filename, map_location=map_location, weights_only=True)
+
+
+def enable_safe_checkpoint_loading() -> bool:
+    """Let mmengine load its own checkpoints with torch's restricted unpickler.
+
+    Idempotent and cheap (no I/O). Returns True when enabled, False with torch < 2.4,
+    where ``torch.serialization.add_safe_globals`` does not exist (nothing is changed
+    then: those torch versions load with full unpickling by default anyway).
+    """
+    global _ENABLED
+    if _ENABLED:
+        return True
+    if not hasattr(torch.serialization, 'add_safe_globals'):
+        return False
+    from mmengine.runner.checkpoint import CheckpointLoader
+    torch.serialization.add_safe_globals(mmengine_safe_globals())
+    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local_safe, force=True)
+    _ENABLED = True
+    return True
