@@ -37,6 +37,7 @@ def build_detector(config_path: Path):
     scope = cfg.get('default_scope', 'mmdet')
     with DefaultScope.overwrite_default_scope(scope):
         model = MODELS.build(cfg.model)
+    model.init_weights()  # as mmengine's Runner does: the heads' prior-probability biases
     return cfg, model
 
 

@@ -1,10 +1,11 @@
 """The fast paths compute the same functions as the plain paths.
 
-- IoU-family losses: ``fast=True`` (one-pass value + analytic gradient,
-  ``functional/_fused_iou.py``) against ``fast=False`` (plain autograd over
-  ``functional/box_geometry.py``), in value and in the gradient w.r.t. both boxes, in
-  float64, float32 and half precision, on random and degenerate boxes; gradcheck of
-  the fast path in float64.
+- IoU-family losses: ``fast=True`` (fused value + analytic gradient,
+  ``functional/_fused_iou.py``), in both its implementations (the compiled CPU kernel
+  ``csrc/iou_family.c`` and the torch one that GPUs and float64 use), against
+  ``fast=False`` (plain autograd over ``functional/box_geometry.py``), in value and in
+  the gradient w.r.t. both boxes, in float64, float32 and half precision, on random and
+  degenerate boxes; gradcheck of the torch implementation in float64.
 - DIoU-NMS: the vectorised C kernel against the portable torch path.
 """
 import functools
@@ -13,6 +14,7 @@ import math
 import pytest
 import torch
 
+from detloss_plugin.functional import _fused_iou
 from detloss_plugin.functional import iou_losses as IL
 from detloss_plugin.functional.nms import diou_nms
 
@@ -42,6 +44,23 @@ TRUE_GRADIENT = [k for k in LOSSES if k not in ('ciou_authors', 'ciou_gate_autho
 def loss_fn(name, fast):
     fn, kwargs = LOSSES[name]
     return functools.partial(fn, fast=fast, **kwargs)
+
+
+@pytest.fixture(params=['kernel', 'torch'])
+def impl(request, monkeypatch):
+    """Which implementation ``fast=True`` runs: the compiled CPU kernel (float32 and
+    half) or the torch one (what GPUs, float64 and machines without a compiler use)."""
+    monkeypatch.setattr(_fused_iou, 'CPU_KERNEL', request.param == 'kernel')
+    return request.param
+
+
+def test_kernel_builds_here():
+    # the CI machine has a C compiler: the kernel must be what runs by default
+    assert _fused_iou.load_iou_kernel() is not None
+    pred = random_boxes(4, seed=0, dtype=torch.float32).requires_grad_()
+    loss = IL.ciou_loss(pred, random_boxes(4, seed=1, dtype=torch.float32))
+    assert type(loss.grad_fn).__name__ == '_FusedIoUFamilyBackward'
+    assert loss.grad_fn.kernel is not None
 
 
 def random_boxes(n, seed, dtype=torch.float64, size=20.0, max_wh=10.0):
@@ -96,9 +115,17 @@ def assert_same(fast, plain, dtype):
         torch.testing.assert_close(a, b, **TOLERANCES[dtype], msg=lambda m: f'{what}: {m}')
 
 
-@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
 @pytest.mark.parametrize('name', list(LOSSES))
-def test_fast_equals_plain_random(name, dtype):
+def test_fast_equals_plain_random_float64(name):
+    check_random(name, torch.float64)
+
+
+@pytest.mark.parametrize('name', list(LOSSES))
+def test_fast_equals_plain_random_float32(name, impl):
+    check_random(name, torch.float32)
+
+
+def check_random(name, dtype):
     pred, target = random_boxes(257, seed=1, dtype=dtype), random_boxes(257, seed=2, dtype=dtype)
     # pull half of the predictions onto their targets so the IoU covers (0, 1]
     pred[::2] = target[::2] + 0.3 * (pred[::2] - target[::2])
@@ -107,9 +134,17 @@ def test_fast_equals_plain_random(name, dtype):
                 value_and_grads(loss_fn(name, False), pred, target, weight), dtype)
 
 
-@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
 @pytest.mark.parametrize('name', list(LOSSES))
-def test_fast_equals_plain_degenerate(name, dtype):
+def test_fast_equals_plain_degenerate_float64(name):
+    check_degenerate(name, torch.float64)
+
+
+@pytest.mark.parametrize('name', list(LOSSES))
+def test_fast_equals_plain_degenerate_float32(name, impl):
+    check_degenerate(name, torch.float32)
+
+
+def check_degenerate(name, dtype):
     pred, target = degenerate_pairs(dtype)
     weight = torch.linspace(0.5, 2.0, pred.shape[0])
     fast = value_and_grads(loss_fn(name, True), pred, target, weight)
@@ -124,7 +159,7 @@ def test_fast_equals_plain_degenerate(name, dtype):
 
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize('name', ['iou_log', 'giou', 'ciou_gate', 'eiou', 'focal_eiou'])
-def test_fast_equals_plain_half_precision(name, dtype):
+def test_fast_equals_plain_half_precision(name, dtype, impl):
     pred = random_boxes(64, seed=4, size=50.0, max_wh=30.0)
     target = pred + torch.randn(64, 4, generator=torch.Generator().manual_seed(5),
                                 dtype=torch.float64)
@@ -184,7 +219,42 @@ def test_authors_ciou_gradient_by_hand():
     torch.testing.assert_close(authors, true * 5, rtol=1e-5, atol=1e-9)
 
 
-def test_gradient_to_target_only_and_batch_shapes():
+@pytest.mark.parametrize('name', ['iou_log', 'giou', 'ciou', 'ciou_authors', 'eiou',
+                                  'focal_eiou', 'focal_eiou_gamma1'])
+def test_kernel_float32_close_to_float64_reference(name):
+    # Against the plain path in float64, the kernel in float32 is as accurate as the
+    # plain path in float32 (errors at most twice as large, plus a few ulp).
+    pred, target = random_boxes(300, seed=21), random_boxes(300, seed=22)
+    pred[::2] = target[::2] + 0.3 * (pred[::2] - target[::2])
+    weight = torch.rand(300, generator=torch.Generator().manual_seed(23))
+    ref = value_and_grads(loss_fn(name, False), pred, target, weight)
+    got = value_and_grads(loss_fn(name, True), pred.float(), target.float(), weight)
+    plain32 = value_and_grads(loss_fn(name, False), pred.float(), target.float(), weight)
+    for a, p, r in zip(got, plain32, ref):
+        err_kernel = (a.double() - r).abs()
+        err_plain = (p.double() - r).abs()
+        assert (err_kernel <= 2 * err_plain + 1e-6 * (r.abs() + 1)).all()
+        assert err_kernel.max() < 1e-3 * (r.abs().max() + 1)
+
+
+def test_kernel_unavailable_falls_back_to_torch(monkeypatch, tmp_path):
+    # no C compiler: a warning, then the torch implementation (same values)
+    from detloss_plugin.functional import _nms_kernel
+    monkeypatch.setattr(_fused_iou, '_kernel', None)
+    monkeypatch.setattr(_fused_iou, '_kernel_failed', False)
+    monkeypatch.setattr(_nms_kernel, '_compiler', lambda: None)
+    monkeypatch.setenv('DETLOSS_CACHE_DIR', str(tmp_path))
+    pred = random_boxes(8, seed=24, dtype=torch.float32).requires_grad_()
+    target = random_boxes(8, seed=25, dtype=torch.float32)
+    with pytest.warns(UserWarning, match='C IoU-loss kernel is unavailable'):
+        loss = IL.diou_loss(pred, target)
+    assert _fused_iou.load_iou_kernel() is None
+    torch.testing.assert_close(loss, IL.diou_loss(pred, target, fast=False))
+    loss.sum().backward()
+    assert torch.isfinite(pred.grad).all()
+
+
+def test_gradient_to_target_only_and_batch_shapes(impl):
     pred = random_boxes(24, seed=9).view(2, 3, 4, 4)
     target = random_boxes(24, seed=10).view(2, 3, 4, 4).requires_grad_()
     for name in ('giou', 'ciou', 'focal_eiou'):
@@ -194,20 +264,31 @@ def test_gradient_to_target_only_and_batch_shapes():
         (g_plain,) = torch.autograd.grad(loss_fn(name, False)(pred, target).sum(), target)
         torch.testing.assert_close(g_fast, g_plain, rtol=1e-9, atol=1e-12)
         assert g_fast.shape == target.shape
+    # float32 (the kernel when impl == 'kernel'), with a non-contiguous grad_output
+    pred32 = pred.float().requires_grad_()
+    grad_out = torch.rand(4, 3, 2).permute(2, 1, 0)   # (2, 3, 4), strides (1, 2, 6)
+    for name in ('diou', 'ciou_gate', 'focal_eiou'):
+        g_fast = torch.autograd.grad(loss_fn(name, True)(pred32, target.float()), pred32,
+                                     grad_out)[0]
+        g_plain = torch.autograd.grad(loss_fn(name, False)(pred32, target.float()), pred32,
+                                      grad_out)[0]
+        torch.testing.assert_close(g_fast, g_plain, rtol=1e-4, atol=1e-6)
 
 
-def test_non_contiguous_input_and_expanded_grad():
+def test_non_contiguous_input_and_expanded_grad(impl):
     big = random_boxes(40, seed=11)
     pred = big[::2].detach().requires_grad_()              # (20, 4), row stride 8
     target = random_boxes(40, seed=12).t().contiguous().t()[::2]  # column-major rows
-    for name in ('diou', 'eiou'):
-        loss = loss_fn(name, True)(pred, target)
-        (g_fast,) = torch.autograd.grad(loss.mean(), pred)  # grad_output is expanded
-        (g_plain,) = torch.autograd.grad(loss_fn(name, False)(pred, target).mean(), pred)
-        torch.testing.assert_close(g_fast, g_plain, rtol=1e-9, atol=1e-12)
+    for dtype, tol in ((torch.float64, 1e-9), (torch.float32, 1e-5)):
+        p, t = pred.to(dtype).detach().requires_grad_(), target.to(dtype)
+        for name in ('diou', 'eiou'):
+            loss = loss_fn(name, True)(p, t)
+            (g_fast,) = torch.autograd.grad(loss.mean(), p)  # grad_output is expanded
+            (g_plain,) = torch.autograd.grad(loss_fn(name, False)(p, t).mean(), p)
+            torch.testing.assert_close(g_fast, g_plain, rtol=tol, atol=tol * 1e-3)
 
 
-def test_empty_input_keeps_graph():
+def test_empty_input_keeps_graph(impl):
     pred = torch.zeros(0, 4, requires_grad=True)
     loss = IL.ciou_loss(pred, torch.zeros(0, 4))
     assert loss.shape == (0,)
@@ -216,11 +297,13 @@ def test_empty_input_keeps_graph():
     assert total.item() == 0.0 and pred.grad.shape == (0, 4)
 
 
-def test_no_grad_value_matches_and_default_is_fast():
+def test_no_grad_value_matches_and_default_is_fast(impl):
     pred, target = random_boxes(50, seed=13), random_boxes(50, seed=14)
     with torch.no_grad():
-        torch.testing.assert_close(IL.ciou_loss(pred, target, alpha_gate=True),
-                                   IL.ciou_loss(pred, target, alpha_gate=True, fast=False))
+        for dtype in (torch.float64, torch.float32):
+            p, t = pred.to(dtype), target.to(dtype)
+            torch.testing.assert_close(IL.ciou_loss(p, t, alpha_gate=True),
+                                       IL.ciou_loss(p, t, alpha_gate=True, fast=False))
     loss = IL.giou_loss(pred.requires_grad_(), target)
     assert type(loss.grad_fn).__name__ == '_FusedIoUFamilyBackward'
     assert type(IL.giou_loss(pred, target, fast=False).grad_fn).__name__ != \
@@ -228,16 +311,18 @@ def test_no_grad_value_matches_and_default_is_fast():
 
 
 @pytest.mark.parametrize('name', ['iou_log', 'giou', 'ciou_authors', 'focal_eiou'])
-def test_double_backward_equals_plain(name):
+def test_double_backward_equals_plain(name, impl):
     # with create_graph=True the fast path hands the backward to the plain code
-    pred = random_boxes(5, seed=15).requires_grad_()
-    target = random_boxes(5, seed=15) + 0.5
+    dtype = torch.float32 if impl == 'kernel' else torch.float64
+    pred = random_boxes(5, seed=15, dtype=dtype).requires_grad_()
+    target = random_boxes(5, seed=15, dtype=dtype) + 0.5
     second = []
     for fast in (True, False):
         (g,) = torch.autograd.grad(loss_fn(name, fast)(pred, target).sum(), pred,
                                    create_graph=True)
         second.append(torch.autograd.grad((g * g).sum(), pred)[0])
-    torch.testing.assert_close(second[0], second[1], rtol=1e-10, atol=1e-12)
+    tol = 1e-4 if dtype == torch.float32 else 1e-10
+    torch.testing.assert_close(second[0], second[1], rtol=tol, atol=tol * 1e-2)
     assert second[0].abs().sum() > 0
 
 

@@ -1,27 +1,35 @@
-r"""Fast path of the IoU-family losses: one pass for the value and the analytic gradient.
+r"""Fast path of the IoU-family losses: the value and the analytic gradient, fused.
 
 Each loss is element-wise: box ``i``'s loss depends only on ``pred[i]`` and
-``target[i]``. So the forward pass can compute, next to the loss, the local gradient
-:math:`J_i = \partial L_i / \partial \mathrm{pred}_i` (four numbers per box, and four
-for the target when it requires grad) from the same intermediates, and the backward
-pass is a single multiplication ``grad_output[i] * J_i``. Compared with autograd over
-the plain code in :mod:`.iou_losses` this
+``target[i]``, so its gradient is four numbers per box (four more for the target when
+it requires grad) that can be written down in closed form. Two implementations of the
+same closed form, behind one ``torch.autograd.Function``:
 
-- evaluates every intermediate once (autograd re-reads saved tensors and builds the
-  gradient of every ``pred[:, k]`` selection as a full ``(n, 4)`` tensor),
-- keeps only ``J`` (``4n`` numbers, ``8n`` if the target needs a gradient) alive
-  between forward and backward instead of a dozen saved intermediates,
-- reuses temporaries in place.
+- **compiled CPU kernel** (``csrc/iou_family.c``, built on first use with the system C
+  compiler, loaded with ctypes; float32, half precision upcast): the forward pass
+  computes the loss only; the backward pass recomputes each box's intermediates and
+  writes ``grad_output[i] * dL_i/dpred_i`` straight into the gradient. One pass over
+  the boxes each way, vectorised, and nothing allocated but the loss and the
+  gradient. Used by default for float32/half CPU tensors when a compiler is found
+  (:data:`CPU_KERNEL` switches it).
+- **torch implementation** (:func:`_loss_and_jacobian`; any device and dtype: GPU,
+  float64, or no compiler): the forward pass computes the loss and the local gradient
+  ``J_i`` from the same intermediates with few, mostly in-place, operations and keeps
+  only ``J`` for the backward pass, which is one multiplication ``grad_output[i] * J_i``.
+  Autograd over the plain code instead re-reads a dozen saved intermediates and builds
+  the gradient of every ``pred[:, k]`` selection as a full ``(n, 4)`` tensor.
 
-The functions here compute exactly the functions of :mod:`.iou_losses` (same formulas,
-same ``eps`` placements, same clamps) and the gradient autograd would give for them,
-including its conventions at the kinks: ``torch.minimum``/``maximum`` give half the
-gradient to each argument when they tie (identical edges), and ``clamp(min=m)``
-passes the gradient when the input equals ``m`` (touching boxes, IoU exactly ``eps``).
-Only the rounding of a few terms differs, e.g. the enclosing width is computed as
-``w + w_gt - (intersection width before clamping)``, which equals
-``max(x2, x2_gt) - min(x1, x1_gt)``. ``tests/test_fast_paths.py`` compares both paths
-in value and gradient on random and degenerate boxes and runs ``gradcheck`` here.
+Both compute exactly the functions of :mod:`.iou_losses` (same formulas, same ``eps``
+placements, same clamps, CIoU's alpha without gradient, the authors' CIoU gradient,
+focal-EIoU's clamped ``IoU^gamma``) and the gradient autograd gives for them, including
+its conventions at the kinks: ``torch.minimum``/``maximum`` give half the gradient to
+each argument when they tie (identical edges), and ``clamp(min=m)`` passes the gradient
+when the input equals ``m`` (touching boxes, IoU exactly ``eps``). Only roundings
+differ: the torch implementation computes the enclosing width as ``w + w_gt -
+(intersection width before clamping)`` (equal to ``max(x2, x2_gt) - min(x1, x1_gt)``),
+the kernel uses polynomial ``atan``/``log`` within a few float32 ulp of torch's.
+``tests/test_fast_paths.py`` compares every path with the plain one in value and
+gradient on random and degenerate boxes, and runs ``gradcheck`` on the torch one.
 
 Derivation (one axis; ``y`` is the same with heights). With
 :math:`w = x_2 - x_1`, :math:`i_w = \max(0, \min(x_2, x_2^{gt}) - \max(x_1, x_1^{gt}))`,
@@ -306,6 +314,10 @@ _KIND_CODES = {kind: code for code, kind in enumerate(KINDS)}
 _POW_MODES = {0.0: 1, 0.5: 2, 1.0: 3, 2.0: 4}   # exact forms torch also uses; else powf
 _kernel = None
 _kernel_failed = False
+# None: the compiled kernel for float32/half CPU tensors when it can be built, else the
+# torch implementation; False: always the torch implementation; True: like None, but
+# an error instead of the fallback when the kernel cannot be built.
+CPU_KERNEL: Optional[bool] = None
 
 
 def load_iou_kernel():
@@ -335,17 +347,17 @@ def load_iou_kernel():
 
 
 def _kernel_usable(pred: Tensor, target: Tensor, eps: float, cpu_kernel: Optional[bool]):
-    """The kernel for float32/half CPU tensors (float64 keeps the torch path's
-    precision); ``cpu_kernel`` False/True forces it off/on (tests)."""
+    """The kernel, for float32/half CPU tensors (float64 keeps the torch
+    implementation's precision), or None. ``cpu_kernel``: False never uses it, True
+    raises if it applies but cannot be built."""
     if cpu_kernel is False:
         return None
-    ok = (pred.device.type == 'cpu' and target.device.type == 'cpu'
-          and pred.dtype != torch.float64 and target.dtype != torch.float64
-          and eps >= 1e-30)   # the kernel's log needs IoU >= eps to be a normal float
-    kernel = load_iou_kernel() if ok else None
-    if cpu_kernel and kernel is None:
-        raise RuntimeError('the C IoU-loss kernel needs float32/half CPU tensors, '
-                           'eps >= 1e-30 and a C compiler')
+    applies = (pred.device.type == 'cpu' and target.device.type == 'cpu'
+               and pred.dtype != torch.float64 and target.dtype != torch.float64
+               and eps >= 1e-30)   # the kernel's log needs IoU >= eps to be a normal float
+    kernel = load_iou_kernel() if applies else None
+    if cpu_kernel and applies and kernel is None:
+        raise RuntimeError('the C IoU-loss kernel could not be built (see the warning)')
     return kernel
 
 
@@ -453,8 +465,11 @@ def fused_iou_family(kind: str, pred: Tensor, target: Tensor, eps: float = 1e-7,
     (``Tensor[..., 4]``, arguments already checked), returned as ``Tensor[...]`` in
     the input dtype (half precision is computed in float32).
 
-    ``cpu_kernel``: None picks the compiled kernel for float32/half CPU tensors when it
-    can be built, the torch implementation otherwise; False/True force it (tests)."""
+    ``cpu_kernel``: None follows :data:`CPU_KERNEL` (by default the compiled kernel for
+    float32/half CPU tensors when it can be built, the torch implementation otherwise);
+    False/True force it."""
+    if cpu_kernel is None:
+        cpu_kernel = CPU_KERNEL
     if torch.is_grad_enabled() and (pred.requires_grad or target.requires_grad):
         return _FusedIoUFamily.apply(pred, target, kind, eps, gamma, alpha_gate,
                                      authors_gradient, detach_weight, cpu_kernel)

@@ -6,11 +6,13 @@ Every function takes ``pred`` and ``target`` as ``Tensor[..., 4]`` boxes
 ``Tensor[...]``, with no reduction. Half-precision inputs are computed in float32 and
 the result is cast back. ``eps`` (default 1e-7) enters denominators and logs only.
 
-``fast=True`` (the default) computes the value and the analytic gradient in one
-pass (:mod:`._fused_iou`): the same function and the same gradient as the plain
-autograd code below, 3-5x faster with a fraction of the memory. ``fast=False`` runs
-the plain code, which also supports double backward (``create_graph=True``),
-forward-mode AD and ``torch.func`` transforms; the fast path does not.
+``fast=True`` (the default) computes the value and the analytic gradient fused
+(:mod:`._fused_iou`: a compiled kernel for float32/half CPU tensors, a torch
+implementation elsewhere): the same function and the same gradient as the plain
+autograd code below, several times faster with a fraction of the memory
+(docs/benchmarks.md). ``fast=False`` runs the plain code. Double backward works on both
+(the fast path hands a ``create_graph=True`` backward to the plain code); forward-mode
+AD and ``torch.func`` transforms need ``fast=False``.
 
 Notation: :math:`B, B^{gt}` the predicted and target boxes, :math:`C` the smallest box
 enclosing both, :math:`\rho` the distance between their centres, :math:`c` the
