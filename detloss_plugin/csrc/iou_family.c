@@ -75,22 +75,23 @@ INLINE float log_f(float x) {
     return (m + y) + 0.693359375f * e;
 }
 
-INLINE float pow_weight(float x, float gamma, int pow_mode) {
-    switch (pow_mode) {
-    case POW_ZERO: return 1.0f;
-    case POW_HALF: return sqrtf(x);
-    case POW_ONE: return x;
-    case POW_TWO: return x * x;
-    default: return powf(x, gamma);
-    }
+/* x^gamma: the exact forms as selects (the loop stays vectorised); powf only in the
+ * instantiation for other exponents */
+INLINE float pow_weight(float x, float gamma, int pow_mode, const int generic) {
+    if (generic) return powf(x, gamma);
+    const float root = sqrtf(x), square = x * x;
+    return pow_mode == POW_HALF ? root
+           : pow_mode == POW_ONE ? x : pow_mode == POW_TWO ? square : 1.0f;
 }
 
 /* One box pair. Writes the loss (want_loss) or, with the upstream gradient g, the
- * gradients w.r.t. pred (want_gp) and target (want_gt). `kind`, `flags`, `pow_mode` and
- * the want_* are constants in each instantiation. Conditional values are computed on
- * both sides and selected, so that the loops have no branch and vectorise. */
-INLINE void box_pair(const int kind, const int flags, const int pow_mode, const int want_loss,
-                     const int want_gp, const int want_gt, const float eps, const float gamma,
+ * gradients w.r.t. pred (want_gp) and target (want_gt). `kind`, `generic_pow` and the
+ * want_* are constants in each instantiation; `flags` and `pow_mode` are run-time
+ * values whose alternatives are all computed and selected, so that the loops have no
+ * branch and vectorise (and the library stays small and quick to compile). */
+INLINE void box_pair(const int kind, const int generic_pow, const int want_loss,
+                     const int want_gp, const int want_gt, const int flags,
+                     const int pow_mode, const float eps, const float gamma,
                      const float *restrict p, const float *restrict t, float *restrict loss,
                      const float g, float *restrict gp, float *restrict gt) {
     const float px1 = p[0], py1 = p[1], px2 = p[2], py2 = p[3];
@@ -146,17 +147,17 @@ INLINE void box_pair(const int kind, const int flags, const int pow_mode, const 
         const float delta = atan_f(ratio_t) - atan_f(ratio_p);
         const float v = 0.405284734569351f * (delta * delta); /* 4/pi^2 delta^2 */
         const float alpha_raw = v / (((1.0f - iou) + v) + eps); /* no gradient */
-        const float alpha = (flags & ALPHA_GATE) ? (iou > 0.5f ? alpha_raw : 0.0f) : alpha_raw;
+        const float alpha = ((flags & ALPHA_GATE) && !(iou > 0.5f)) ? 0.0f : alpha_raw;
         value = ((1.0f - iou) + dist) + alpha * v;
         /* dL/d atan(w/h') = -2 (4/pi^2) alpha delta = -dL/d atan(w_gt/h_gt') */
         const float c = alpha * delta * -0.810569469138702f;
-        if (flags & AUTHORS_GRADIENT) {   /* the authors' d atan: h' dw - w dh */
-            g_pw = c * ph_eps;
-            g_ph = -(c * pw);
-        } else {                          /* d atan(w/h') = (dw - r dh)/(h'(1 + r^2)) */
-            g_pw = c / ((ratio_p * ratio_p + 1.0f) * ph_eps);
-            g_ph = -(g_pw * ratio_p);
-        }
+        /* true: d atan(w/h') = (dw - r dh)/(h'(1 + r^2)); the authors': h' dw - w dh */
+        const float true_pw = c / ((ratio_p * ratio_p + 1.0f) * ph_eps);
+        const float true_ph = -(true_pw * ratio_p);
+        const float authors_pw = c * ph_eps, authors_ph = -(c * pw);
+        const int authors = (flags & AUTHORS_GRADIENT) != 0;
+        g_pw = authors ? authors_pw : true_pw;
+        g_ph = authors ? authors_ph : true_ph;
         g_tw = -c / ((ratio_t * ratio_t + 1.0f) * th_eps);
         g_th = -(g_tw * ratio_t);
     } else { /* EIOU, FOCAL_EIOU */
@@ -172,12 +173,12 @@ INLINE void box_pair(const int kind, const int flags, const int pow_mode, const 
         g_eh = -2.0f * qh * eh / ch_eps;
         if (kind == FOCAL_EIOU) {
             const float iou_c = max_f(iou, eps);
-            const float weight = pow_weight(iou_c, gamma, pow_mode);
-            if (!(flags & DETACH_WEIGHT) && pow_mode != POW_ZERO) {
-                /* d(IoU_c^gamma)/dIoU = gamma IoU_c^gamma / IoU_c [IoU >= eps] */
-                const float g_focal = value * gamma / iou_c - 1.0f;
-                g_iou = iou >= eps ? g_focal : -1.0f;
-            }
+            const float weight = pow_weight(iou_c, gamma, pow_mode, generic_pow);
+            /* d(IoU_c^gamma)/dIoU = gamma IoU_c^gamma / IoU_c [IoU >= eps]; none when
+             * the weight is detached or gamma = 0 */
+            const float g_focal = value * gamma / iou_c - 1.0f;
+            const int through = !(flags & DETACH_WEIGHT) && pow_mode != POW_ZERO;
+            g_iou = (through && iou >= eps) ? g_focal : -1.0f;
             value = value * weight;
             scale = weight;
         }
@@ -224,49 +225,28 @@ INLINE void box_pair(const int kind, const int flags, const int pow_mode, const 
     }
 }
 
-/* One loop per (kind, flags, outputs) so that every branch above is resolved at
+/* One loop per (kind, outputs) so that the constant branches above are resolved at
  * compile time and the loop body is straight-line code. */
-#define LOSS_LOOP(KIND, FLAGS, POW)                                                   \
+#define LOSS_LOOP(KIND, GENERIC)                                                      \
     for (int64_t i = 0; i < n; ++i)                                                   \
-        box_pair(KIND, FLAGS, POW, 1, 0, 0, eps, gamma, pred + 4 * i, target + 4 * i,   \
-                 loss + i, 0.0f, 0, 0)
-#define GRAD_LOOP(KIND, FLAGS, POW, GP, GT)                                           \
+        box_pair(KIND, GENERIC, 1, 0, 0, flags, pow_mode, eps, gamma, pred + 4 * i,     \
+                 target + 4 * i, loss + i, 0.0f, 0, 0)
+#define GRAD_LOOP(KIND, GENERIC)                                                      \
     for (int64_t i = 0; i < n; ++i)                                                   \
-        box_pair(KIND, FLAGS, POW, 0, GP, GT, eps, gamma, pred + 4 * i, target + 4 * i, \
-                 0, grad[i * grad_stride], (GP) ? gp + 4 * i : 0, (GT) ? gt + 4 * i : 0)
-#define DISPATCH(LOOP, ...)                                                           \
+        box_pair(KIND, GENERIC, 0, 1, WANT_GT, flags, pow_mode, eps, gamma,             \
+                 pred + 4 * i, target + 4 * i, 0, grad[i * grad_stride], gp + 4 * i,    \
+                 WANT_GT ? gt + 4 * i : 0)
+#define DISPATCH(LOOP)                                                                \
     switch (kind) {                                                                   \
-    case IOU_LINEAR: LOOP(IOU_LINEAR, 0, 0 __VA_ARGS__); break;                        \
-    case IOU_LOG: LOOP(IOU_LOG, 0, 0 __VA_ARGS__); break;                              \
-    case GIOU: LOOP(GIOU, 0, 0 __VA_ARGS__); break;                                    \
-    case DIOU: LOOP(DIOU, 0, 0 __VA_ARGS__); break;                                    \
-    case CIOU:                                                                        \
-        switch (flags & 3) {                                                          \
-        case 0: LOOP(CIOU, 0, 0 __VA_ARGS__); break;                                   \
-        case 1: LOOP(CIOU, 1, 0 __VA_ARGS__); break;                                   \
-        case 2: LOOP(CIOU, 2, 0 __VA_ARGS__); break;                                   \
-        default: LOOP(CIOU, 3, 0 __VA_ARGS__); break;                                  \
-        }                                                                             \
-        break;                                                                        \
-    case EIOU: LOOP(EIOU, 0, 0 __VA_ARGS__); break;                                    \
+    case IOU_LINEAR: LOOP(IOU_LINEAR, 0); break;                                      \
+    case IOU_LOG: LOOP(IOU_LOG, 0); break;                                            \
+    case GIOU: LOOP(GIOU, 0); break;                                                  \
+    case DIOU: LOOP(DIOU, 0); break;                                                  \
+    case CIOU: LOOP(CIOU, 0); break;                                                  \
+    case EIOU: LOOP(EIOU, 0); break;                                                  \
     default:                                                                          \
-        if (flags & DETACH_WEIGHT) {                                                  \
-            switch (pow_mode) {                                                       \
-            case POW_ZERO: LOOP(FOCAL_EIOU, 4, POW_ZERO __VA_ARGS__); break;           \
-            case POW_HALF: LOOP(FOCAL_EIOU, 4, POW_HALF __VA_ARGS__); break;           \
-            case POW_ONE: LOOP(FOCAL_EIOU, 4, POW_ONE __VA_ARGS__); break;             \
-            case POW_TWO: LOOP(FOCAL_EIOU, 4, POW_TWO __VA_ARGS__); break;             \
-            default: LOOP(FOCAL_EIOU, 4, POW_GENERIC __VA_ARGS__); break;              \
-            }                                                                         \
-        } else {                                                                      \
-            switch (pow_mode) {                                                       \
-            case POW_ZERO: LOOP(FOCAL_EIOU, 0, POW_ZERO __VA_ARGS__); break;           \
-            case POW_HALF: LOOP(FOCAL_EIOU, 0, POW_HALF __VA_ARGS__); break;           \
-            case POW_ONE: LOOP(FOCAL_EIOU, 0, POW_ONE __VA_ARGS__); break;             \
-            case POW_TWO: LOOP(FOCAL_EIOU, 0, POW_TWO __VA_ARGS__); break;             \
-            default: LOOP(FOCAL_EIOU, 0, POW_GENERIC __VA_ARGS__); break;              \
-            }                                                                         \
-        }                                                                             \
+        if (pow_mode == POW_GENERIC) LOOP(FOCAL_EIOU, 1);                             \
+        else LOOP(FOCAL_EIOU, 0);                                                     \
     }
 
 /* Loss of n box pairs (pred, target: n x 4 contiguous float32) into loss[n]. */
@@ -277,18 +257,20 @@ void detloss_iou_family_loss_f32(int kind, int flags, int pow_mode, float eps, f
     DISPATCH(LOSS_LOOP)
 }
 
-/* Gradient of sum_i grad[i * grad_stride] * L_i w.r.t. pred (gp, n x 4) and/or target
- * (gt, n x 4); either may be NULL. */
+/* Gradient of sum_i grad[i * grad_stride] * L_i w.r.t. pred into gp (n x 4) and, when
+ * gt is not NULL, w.r.t. target into gt (n x 4). */
 DETLOSS_CLONES
 void detloss_iou_family_grad_f32(int kind, int flags, int pow_mode, float eps, float gamma,
                                  const float *pred, const float *target, int64_t n,
                                  const float *grad, int64_t grad_stride, float *gp,
                                  float *gt) {
-    if (gp != 0 && gt != 0) {
-        DISPATCH(GRAD_LOOP, , 1, 1)
-    } else if (gp != 0) {
-        DISPATCH(GRAD_LOOP, , 1, 0)
+    if (gt != 0) {
+#define WANT_GT 1
+        DISPATCH(GRAD_LOOP)
+#undef WANT_GT
     } else {
-        DISPATCH(GRAD_LOOP, , 0, 1)
+#define WANT_GT 0
+        DISPATCH(GRAD_LOOP)
+#undef WANT_GT
     }
 }

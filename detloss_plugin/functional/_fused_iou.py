@@ -383,12 +383,13 @@ def _kernel_grads(kernel, pred_rows, target_rows, grad, args, need_pred, need_ta
     grad = grad.reshape(-1).to(torch.float32)
     if grad.stride(0) not in (0, 1):   # expanded (mean/sum) or contiguous
         grad = grad.contiguous()
-    gp = torch.empty((n, 4), dtype=torch.float32) if need_pred else None
+    # the kernel always writes the pred gradient (a scratch one if only the target's
+    # is wanted: a rare case)
+    gp = torch.empty((n, 4), dtype=torch.float32)
     gt = torch.empty((n, 4), dtype=torch.float32) if need_target else None
     kernel[1](*args, pred_rows.data_ptr(), target_rows.data_ptr(), n, grad.data_ptr(),
-              grad.stride(0), gp.data_ptr() if gp is not None else None,
-              gt.data_ptr() if gt is not None else None)
-    return gp, gt
+              grad.stride(0), gp.data_ptr(), gt.data_ptr() if gt is not None else None)
+    return (gp if need_pred else None), gt
 
 
 def _plain_loss(kind: str, pred: Tensor, target: Tensor, eps: float, gamma: float,

@@ -67,6 +67,10 @@ class BaseLoss(nn.Module):
         if reduction_override is not None:
             check_reduction('reduction_override', reduction_override)
         reduction = reduction_override or self.reduction
+        if loss.dtype in (torch.float16, torch.bfloat16):
+            # one convention for every module: half precision is reduced (and returned)
+            # in float32, since a sum over ~10^5 anchors overflows float16.
+            loss = loss.float()
         return self.loss_weight * weight_reduce_loss(loss, weight, reduction, avg_factor)
 
     def extra_repr(self) -> str:
