@@ -32,6 +32,7 @@ Adding a case is a few lines: see ``REGRESSION`` / ``NMS_CASES`` at the bottom a
 ``Case``/``Contender``; ``Contender.envs`` says which environment can run it.
 """
 import argparse
+import contextlib
 import gc
 import importlib
 import json
@@ -130,6 +131,20 @@ def time_call(fn, device) -> float:
     return time.perf_counter() - t0
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence the profiler's start/stop lines (written by C++ straight to fd 2)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, 'w') as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def peak_memory(fn, device) -> int:
     """Largest number of bytes allocated by torch during ``fn()`` beyond what was
     allocated when it started."""
@@ -142,7 +157,8 @@ def peak_memory(fn, device) -> int:
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated(device) - base
     from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU],
+                                  profile_memory=True) as prof:
         fn()
     events = [e for e in prof.profiler.kineto_results.events()
               if e.name() == '[memory]' and str(e.device_type()).endswith('CPU')]
@@ -270,22 +286,38 @@ def _loss_step(inputs, loss_of):
     return step
 
 
+def loss_contender(label: str, make_loss: Callable[[], Callable], envs=(MAIN,),
+                   ref: bool = False, **kwargs) -> Contender:
+    """The generic loss contender: ``make_loss()`` (called in the contender's
+    environment, so its imports fail there and are reported) returns
+    ``f(pred, target, weight, avg_factor) -> scalar``; each timed call is that forward
+    and a backward into ``pred``."""
+    return Contender(label, lambda inputs: _loss_step(inputs, make_loss()), envs=envs,
+                     ref=ref, **kwargs)
+
+
+def registered_module(registry: Callable, type_name: str, **cfg) -> Callable:
+    """``make_loss`` for a registered loss module called as a head calls it."""
+    def make():
+        module = registry().build(dict(type=type_name, **cfg))
+        return lambda p, t, w, a: module(p, t, weight=w, avg_factor=a)
+    return make
+
+
 def detloss_module(type_name: str, **cfg) -> Contender:
     """detloss's registered module, as a head calls it (fast path, the default)."""
-    def build(inputs):
-        module = detloss_models().build(dict(type=type_name, **cfg))
-        return _loss_step(inputs, lambda p, t, w, a: module(p, t, weight=w, avg_factor=a))
-    return Contender('detloss', build, envs=(MAIN,), ref=True)
+    return loss_contender('detloss', registered_module(detloss_models, type_name, **cfg),
+                          ref=True)
 
 
 def detloss_function(fn_name: str, label: str = 'detloss', fast: bool = True,
                      envs=(TV,), ref: bool = True, **kwargs) -> Contender:
     """detloss's functional loss with the weighted mean of a module (used where the
     registry is unavailable, and for the plain path)."""
-    def build(inputs):
+    def make():
         fn = getattr(detloss_functional(), fn_name)
-        return _loss_step(inputs, lambda p, t, w, a: (fn(p, t, fast=fast, **kwargs) * w).sum() / a)
-    return Contender(label, build, envs=envs, ref=ref)
+        return lambda p, t, w, a: (fn(p, t, fast=fast, **kwargs) * w).sum() / a
+    return loss_contender(label, make, envs=envs, ref=ref)
 
 
 def detloss_plain(fn_name: str, **kwargs) -> Contender:
@@ -293,19 +325,28 @@ def detloss_plain(fn_name: str, **kwargs) -> Contender:
                             ref=False, **kwargs)
 
 
+def detloss_torch_fast_path(kind: str, **options) -> Contender:
+    """The fast path's torch implementation (what GPUs, float64 and machines without a
+    C compiler run), forced on the CPU."""
+    def make():
+        detloss_functional()
+        fused = importlib.import_module('detloss_plugin.functional._fused_iou')
+        return lambda p, t, w, a: (fused.fused_iou_family(
+            kind, p, t, cpu_kernel=False, **options) * w).sum() / a
+    return loss_contender('detloss fast (torch impl.)', make, devices=('cpu',))
+
+
 def mmdet_module(type_name: str, **cfg) -> Contender:
-    def build(inputs):
-        module = mmdet_models().build(dict(type=type_name, **cfg))
-        return _loss_step(inputs, lambda p, t, w, a: module(p, t, weight=w, avg_factor=a))
-    return Contender('mmdet 3.3.0', build, envs=(MAIN,))
+    return loss_contender('mmdet 3.3.0', registered_module(mmdet_models, type_name, **cfg))
 
 
 def torchvision_loss(fn_name: str) -> Contender:
-    def build(inputs):
+    """A torchvision.ops loss function with the weighted mean of a module."""
+    def make():
         import torchvision.ops
         fn = getattr(torchvision.ops, fn_name)
-        return _loss_step(inputs, lambda p, t, w, a: (fn(p, t, reduction='none') * w).sum() / a)
-    return Contender('torchvision', build, envs=(TV,))
+        return lambda p, t, w, a: (fn(p, t, reduction='none') * w).sum() / a
+    return loss_contender('torchvision', make, envs=(TV,))
 
 
 def nms_contender(label, make_fn, envs, ref=False, max_n=None, devices=('cpu', 'cuda')):
@@ -344,13 +385,16 @@ LOSS_SIZES, LOSS_QUICK = [2 ** 12, 2 ** 16, 2 ** 20], [2 ** 12, 2 ** 16]
 NMS_SIZES, NMS_QUICK = [1000, 10000, 50000], [1000, 10000]
 
 
-def regression_case(name, module, function, kwargs=None, mmdet=None, torchvision=None,
+def regression_case(name, module, function, kind, kwargs=None, mmdet=None, torchvision=None,
                     note=''):
     """One IoU-family loss: detloss's module (main env) or function (tv env) as the
-    reference, detloss's plain path, and the peers with the same definition."""
+    reference, detloss's other implementations, and the peers with the same
+    definition."""
     kwargs = kwargs or {}
+    options = {k: v for k, v in kwargs.get('function', {}).items() if k != 'mode'}
     contenders = [detloss_module(module, **kwargs.get('module', {})),
                   detloss_function(function, **kwargs.get('function', {})),
+                  detloss_torch_fast_path(kind, **options),
                   detloss_plain(function, **kwargs.get('function', {}))]
     if mmdet is not None:
         contenders.append(mmdet_module(mmdet) if isinstance(mmdet, str) else
@@ -365,27 +409,28 @@ def _kw(**module_and_function):
 
 
 REGRESSION = [
-    regression_case('iou (linear)', 'detloss_plugin.IoULoss', 'iou_loss',
+    regression_case('iou (linear)', 'detloss_plugin.IoULoss', 'iou_loss', 'iou_linear',
                     _kw(mode='linear'), mmdet=('IoULoss', dict(mode='linear'))),
-    regression_case('iou (log)', 'detloss_plugin.IoULoss', 'iou_loss', _kw(mode='log'),
-                    mmdet=('IoULoss', dict(mode='log'))),
-    regression_case('giou', 'detloss_plugin.GIoULoss', 'giou_loss', mmdet='GIoULoss',
+    regression_case('iou (log)', 'detloss_plugin.IoULoss', 'iou_loss', 'iou_log',
+                    _kw(mode='log'), mmdet=('IoULoss', dict(mode='log'))),
+    regression_case('giou', 'detloss_plugin.GIoULoss', 'giou_loss', 'giou', mmdet='GIoULoss',
                     torchvision='generalized_box_iou_loss'),
-    regression_case('diou', 'detloss_plugin.DIoULoss', 'diou_loss', mmdet='DIoULoss',
+    regression_case('diou', 'detloss_plugin.DIoULoss', 'diou_loss', 'diou', mmdet='DIoULoss',
                     torchvision='distance_box_iou_loss'),
     regression_case('ciou (AAAI: alpha always on)', 'detloss_plugin.CIoULoss', 'ciou_loss',
-                    torchvision='complete_box_iou_loss',
-                    note="mmdet's CIoULoss gates alpha: compared in the next row"),
-    regression_case('ciou (alpha_gate=True)', 'detloss_plugin.CIoULoss', 'ciou_loss',
+                    'ciou', torchvision='complete_box_iou_loss',
+                    note="mmdet's CIoULoss gates alpha: see ciou (alpha_gate=True)"),
+    regression_case('ciou (alpha_gate=True)', 'detloss_plugin.CIoULoss', 'ciou_loss', 'ciou',
                     _kw(alpha_gate=True), mmdet='CIoULoss'),
     regression_case('ciou (authors_gradient=True)', 'detloss_plugin.CIoULoss', 'ciou_loss',
-                    _kw(authors_gradient=True), note='no peer implements this gradient'),
+                    'ciou', _kw(authors_gradient=True),
+                    note='no peer implements this gradient'),
     regression_case('eiou (Efficient-IoU)', 'detloss_plugin.EfficientIoULoss', 'eiou_loss',
-                    note="no peer: mmdet's EIoULoss is the Extended-IoU loss"),
+                    'eiou', note="no peer: mmdet's EIoULoss is the Extended-IoU loss"),
     regression_case('focal_eiou', 'detloss_plugin.FocalEIoULoss', 'focal_eiou_loss',
-                    note='no peer'),
+                    'focal_eiou', note='no peer'),
     regression_case('focal_eiou (detach_weight=True)', 'detloss_plugin.FocalEIoULoss',
-                    'focal_eiou_loss', _kw(detach_weight=True), note='no peer'),
+                    'focal_eiou_loss', 'focal_eiou', _kw(detach_weight=True), note='no peer'),
 ]
 
 NMS_CASES = [
@@ -408,7 +453,7 @@ CASES: List[Case] = REGRESSION + NMS_CASES
 # Report
 # ---------------------------------------------------------------------------------
 
-def machine_info() -> dict:
+def machine_info(env: str = MAIN) -> dict:
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path('/proc/cpuinfo').read_text().splitlines():
@@ -424,7 +469,7 @@ def machine_info() -> dict:
         info['load_avg_1_5_15'] = [round(x, 2) for x in os.getloadavg()]
     if torch.cuda.is_available():
         info['gpu'] = torch.cuda.get_device_name(0)
-    for mod in ('mmdet', 'mmcv', 'mmengine', 'torchvision'):
+    for mod in ('mmdet', 'mmcv', 'mmengine') if env == MAIN else ('torchvision',):
         try:
             info[mod] = importlib.import_module(mod).__version__
         except Exception as err:  # noqa: BLE001 (reported, not fatal)
@@ -457,27 +502,31 @@ def ratios(rows: List[dict]) -> None:
 
 
 def markdown(rows: List[dict], cases: List[Case]) -> str:
+    """One table per group: a row per case and size, a column per contender (and
+    environment). Cells: median time (ratio to detloss's time: > 1 means detloss is
+    faster); peak memory (ratio detloss / contender: < 1 means detloss needs less)."""
     out = []
-    for case in cases:
-        case_rows = [r for r in rows if r['case'] == case.name]
-        if not case_rows:
+    for group in dict.fromkeys(c.group for c in cases):
+        group_rows = [r for r in rows if r['group'] == group]
+        if not group_rows:
             continue
-        out.append(f'\n#### {case.name}' + (f' ({case.note})' if case.note else ''))
-        labels = []
-        for r in case_rows:
-            key = (r['contender'], r['env'])
-            if key not in labels:
-                labels.append(key)
-        head = ['n', 'device'] + [f'{lab} [{env}]' for lab, env in labels]
-        out.append('| ' + ' | '.join(head) + ' |')
-        out.append('|' + '---|' * len(head))
-        for (n, dev) in sorted({(r['n'], r['device']) for r in case_rows}):
-            cells = [f'2^{int(math.log2(n))}' if case.group != 'nms' else f'{n}', dev]
-            for lab, env in labels:
-                r = next((x for x in case_rows if x['n'] == n and x['device'] == dev
-                          and x['contender'] == lab and x['env'] == env), None)
-                cells.append(_cell(r))
-            out.append('| ' + ' | '.join(cells) + ' |')
+        labels = list(dict.fromkeys((r['contender'], r['env']) for r in group_rows))
+        head = ['case', 'n', 'device'] + [lab if env == MAIN else f'{lab} [{env} env]'
+                                          for lab, env in labels]
+        out += [f'\n#### {group}\n', '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+        for case in (c for c in cases if c.group == group):
+            case_rows = [r for r in group_rows if r['case'] == case.name]
+            for n, dev in sorted({(r['n'], r['device']) for r in case_rows}):
+                size = f'2^{int(math.log2(n))}' if group != 'nms' else f'{n}'
+                cells = [case.name, size, dev]
+                for lab, env in labels:
+                    cells.append(_cell(next((x for x in case_rows if x['n'] == n and
+                                             x['device'] == dev and x['contender'] == lab
+                                             and x['env'] == env), None)))
+                out.append('| ' + ' | '.join(cells) + ' |')
+        notes = [f'{c.name}: {c.note}' for c in cases if c.group == group and c.note]
+        if notes:
+            out += [''] + [f'- {note}' for note in notes]
     return '\n'.join(out) + '\n'
 
 
@@ -486,7 +535,10 @@ def _cell(r) -> str:
         return '—'
     if r['status'] != 'ok':
         return r['status'].split(':')[0]
-    text = f"{_fmt_ms(r['median_ms'])} ms"
+    if r.get('ref'):
+        text = f"**{_fmt_ms(r['median_ms'])} ms**"
+    else:
+        text = f"{_fmt_ms(r['median_ms'])} ms"
     if 'speed_ratio' in r:
         text += f" ({r['speed_ratio']:.2f}x)"
     if 'peak_bytes' in r:
@@ -511,6 +563,11 @@ def targets(rows: List[dict]) -> List[str]:
             lines.append(f"{verdict:7s} {r['case']} n=2^{int(math.log2(r['n']))} {r['device']}"
                          f" vs {r['contender']}: {r['speed_ratio']:.2f}x faster (target >= 2)"
                          f'{mem}')
+        if r['group'] == 'regression' and r['n'] >= 2 ** 16 and \
+                r.get('status', '').startswith('MISSING') and \
+                r['contender'] in ('mmdet 3.3.0', 'torchvision'):
+            lines.append(f"UNCHECKED {r['case']} n=2^{int(math.log2(r['n']))} vs {r['contender']}: "
+                         f"{r['status']}")
         if r['group'] == 'nms' and r['n'] == 10000 and r['contender'] == 'mmcv.ops.nms' \
                 and r.get('status') == 'ok':
             slower = 1 / r['speed_ratio']
@@ -595,8 +652,9 @@ def run_torchvision_worker(args) -> List[dict]:
                 reason = f'worker failed (exit {proc.returncode}): ' + ' | '.join(tail)
             else:
                 data = json.loads(out.read_text())
-                rows, tv_machine = data['rows'], data['machine']
-                args.tv_machine = tv_machine
+                rows, args.tv_machine = data['rows'], data['machine']
+                print(f"  torchvision environment: torch {data['machine']['torch']}, "
+                      f"torchvision {data['machine'].get('torchvision')}", flush=True)
     if reason is not None:
         print(f'\n!! torchvision peer MISSING: {reason}\n', flush=True)
         for case in selected_cases(args):
@@ -629,6 +687,9 @@ def main(argv=None) -> int:
                         help='JSON file for the raw numbers (default: '
                              'benchmark_results/<device>[-quick].json)')
     parser.add_argument('--markdown', default=None, help='also write the tables here')
+    parser.add_argument('--report', default=None, metavar='JSON',
+                        help='print (and with --markdown write) the tables of a saved run '
+                             'instead of running')
     parser.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--json-out', default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -636,15 +697,24 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    if args.report:
+        data = json.loads(Path(args.report).read_text())
+        md = markdown(data['rows'], CASES)
+        print(md)
+        if args.markdown:
+            Path(args.markdown).write_text(_markdown_file(md, data['targets'], data))
+        return 0
+
     if args.worker:   # inside the torchvision environment
         rows = run_env(args, TV)
-        Path(args.json_out).write_text(json.dumps(dict(rows=rows, machine=machine_info())))
+        Path(args.json_out).write_text(json.dumps(dict(rows=rows, machine=machine_info(TV))))
         return 0
 
     info = machine_info()
     print('detloss benchmark')
     for k, v in info.items():
         print(f'  {k}: {v}')
+    print(f'  torchvision: in a second environment ({args.tv_python})')
     print('  note: shared machine; contenders are interleaved, medians reported', flush=True)
     started = time.strftime('%Y-%m-%d %H:%M:%S')
     rows = run_env(args, MAIN)
@@ -669,9 +739,19 @@ def main(argv=None) -> int:
         targets=check, rows=rows), indent=1))
     print(f'raw numbers: {out}')
     if args.markdown:
-        Path(args.markdown).write_text(md + '\nTargets:\n\n' + '\n'.join(f'- {x}' for x in check)
-                                       + '\n')
+        Path(args.markdown).write_text(_markdown_file(md, check, json.loads(out.read_text())))
     return 0
+
+
+def _markdown_file(md: str, check: List[str], data: dict) -> str:
+    m = data['machine']
+    tv = data.get('torchvision_machine') or {}
+    head = (f"Run of {data['started']}: {m['cpu']}, {m['logical_cpus']} logical CPUs, "
+            f"{m['torch_threads']} torch thread(s), torch {m['torch']}, mmdet "
+            f"{m.get('mmdet')}, mmcv {m.get('mmcv')}; torchvision environment: torch "
+            f"{tv.get('torch', 'n/a')}, torchvision {tv.get('torchvision', 'n/a')}; load "
+            f"average {m.get('load_avg_1_5_15')} at the start (shared machine).\n")
+    return head + md + '\nTargets:\n\n' + '\n'.join(f'- {x}' for x in check) + '\n'
 
 
 if __name__ == '__main__':

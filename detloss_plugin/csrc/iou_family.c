@@ -75,13 +75,25 @@ INLINE float log_f(float x) {
     return (m + y) + 0.693359375f * e;
 }
 
-/* x^gamma: the exact forms as selects (the loop stays vectorised); powf only in the
- * instantiation for other exponents */
-INLINE float pow_weight(float x, float gamma, int pow_mode, const int generic) {
+/* Loop-invariant 0/1 factors of the focal weight, set once per call. Blending with
+ * them is exact (adding products with 0 changes nothing for finite values) and keeps
+ * the loop free of branches, which the vectoriser needs. */
+typedef struct {
+    float zero, half, one, two; /* which exact form of IoU^gamma */
+    float through;              /* 1: the weight has a gradient (not detached, gamma != 0) */
+} focal_factors;
+
+INLINE focal_factors make_focal_factors(int flags, int pow_mode) {
+    focal_factors k = {(float)(pow_mode == POW_ZERO), (float)(pow_mode == POW_HALF),
+                       (float)(pow_mode == POW_ONE), (float)(pow_mode == POW_TWO),
+                       (float)(!(flags & DETACH_WEIGHT) && pow_mode != POW_ZERO)};
+    return k;
+}
+
+/* x^gamma for 0 <= x <= 1; powf only in the instantiation for other exponents */
+INLINE float pow_weight(float x, float gamma, focal_factors k, const int generic) {
     if (generic) return powf(x, gamma);
-    const float root = sqrtf(x), square = x * x;
-    return pow_mode == POW_HALF ? root
-           : pow_mode == POW_ONE ? x : pow_mode == POW_TWO ? square : 1.0f;
+    return ((sqrtf(x) * k.half + x * k.one) + (x * x) * k.two) + k.zero;
 }
 
 /* One box pair. Writes the loss (want_loss) or, with the upstream gradient g, the
@@ -91,7 +103,7 @@ INLINE float pow_weight(float x, float gamma, int pow_mode, const int generic) {
  * branch and vectorise (and the library stays small and quick to compile). */
 INLINE void box_pair(const int kind, const int generic_pow, const int want_loss,
                      const int want_gp, const int want_gt, const int flags,
-                     const int pow_mode, const float eps, const float gamma,
+                     const focal_factors fk, const float eps, const float gamma,
                      const float *restrict p, const float *restrict t, float *restrict loss,
                      const float g, float *restrict gp, float *restrict gt) {
     const float px1 = p[0], py1 = p[1], px2 = p[2], py2 = p[3];
@@ -147,7 +159,7 @@ INLINE void box_pair(const int kind, const int generic_pow, const int want_loss,
         const float delta = atan_f(ratio_t) - atan_f(ratio_p);
         const float v = 0.405284734569351f * (delta * delta); /* 4/pi^2 delta^2 */
         const float alpha_raw = v / (((1.0f - iou) + v) + eps); /* no gradient */
-        const float alpha = ((flags & ALPHA_GATE) && !(iou > 0.5f)) ? 0.0f : alpha_raw;
+        const float alpha = ((flags & ALPHA_GATE) != 0) & !(iou > 0.5f) ? 0.0f : alpha_raw;
         value = ((1.0f - iou) + dist) + alpha * v;
         /* dL/d atan(w/h') = -2 (4/pi^2) alpha delta = -dL/d atan(w_gt/h_gt') */
         const float c = alpha * delta * -0.810569469138702f;
@@ -173,12 +185,12 @@ INLINE void box_pair(const int kind, const int generic_pow, const int want_loss,
         g_eh = -2.0f * qh * eh / ch_eps;
         if (kind == FOCAL_EIOU) {
             const float iou_c = max_f(iou, eps);
-            const float weight = pow_weight(iou_c, gamma, pow_mode, generic_pow);
+            const float weight = pow_weight(iou_c, gamma, fk, generic_pow);
             /* d(IoU_c^gamma)/dIoU = gamma IoU_c^gamma / IoU_c [IoU >= eps]; none when
              * the weight is detached or gamma = 0 */
             const float g_focal = value * gamma / iou_c - 1.0f;
-            const int through = !(flags & DETACH_WEIGHT) && pow_mode != POW_ZERO;
-            g_iou = (through && iou >= eps) ? g_focal : -1.0f;
+            const float g_through = iou >= eps ? g_focal : -1.0f;
+            g_iou = g_through * fk.through - (1.0f - fk.through);
             value = value * weight;
             scale = weight;
         }
@@ -229,12 +241,12 @@ INLINE void box_pair(const int kind, const int generic_pow, const int want_loss,
  * compile time and the loop body is straight-line code. */
 #define LOSS_LOOP(KIND, GENERIC)                                                      \
     for (int64_t i = 0; i < n; ++i)                                                   \
-        box_pair(KIND, GENERIC, 1, 0, 0, flags, pow_mode, eps, gamma, pred + 4 * i,     \
+        box_pair(KIND, GENERIC, 1, 0, 0, flags, fk, eps, gamma, pred + 4 * i,           \
                  target + 4 * i, loss + i, 0.0f, 0, 0)
 #define GRAD_LOOP(KIND, GENERIC)                                                      \
     for (int64_t i = 0; i < n; ++i)                                                   \
-        box_pair(KIND, GENERIC, 0, 1, WANT_GT, flags, pow_mode, eps, gamma,             \
-                 pred + 4 * i, target + 4 * i, 0, grad[i * grad_stride], gp + 4 * i,    \
+        box_pair(KIND, GENERIC, 0, 1, WANT_GT, flags, fk, eps, gamma, pred + 4 * i,     \
+                 target + 4 * i, 0, grad[i * grad_stride], gp + 4 * i,                  \
                  WANT_GT ? gt + 4 * i : 0)
 #define DISPATCH(LOOP)                                                                \
     switch (kind) {                                                                   \
@@ -254,6 +266,7 @@ DETLOSS_CLONES
 void detloss_iou_family_loss_f32(int kind, int flags, int pow_mode, float eps, float gamma,
                                  const float *pred, const float *target, int64_t n,
                                  float *loss) {
+    const focal_factors fk = make_focal_factors(flags, pow_mode);
     DISPATCH(LOSS_LOOP)
 }
 
@@ -264,6 +277,7 @@ void detloss_iou_family_grad_f32(int kind, int flags, int pow_mode, float eps, f
                                  const float *pred, const float *target, int64_t n,
                                  const float *grad, int64_t grad_stride, float *gp,
                                  float *gt) {
+    const focal_factors fk = make_focal_factors(flags, pow_mode);
     if (gt != 0) {
 #define WANT_GT 1
         DISPATCH(GRAD_LOOP)

@@ -26,11 +26,13 @@ _VAL_KEYS = ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75')
 
 def read_scalars(work_dir: str) -> Dict[str, List[Dict]]:
     """``{'train': [records], 'val': [records]}`` from every ``scalars.json`` under
-    ``work_dir`` (sorted by timestamp folder, later records win for a repeated step)."""
+    ``work_dir`` (sorted by timestamp folder, later records win for a repeated step;
+    each record's ``'step'`` is its training iteration)."""
     files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
     train: Dict[int, Dict] = {}
-    val: Dict[int, Dict] = {}
+    val_records: List[tuple] = []  # (logged step, last training step before it, record)
     for path in files:
+        last_train = 0
         with open(path) as f:
             for line in f:
                 line = line.strip()
@@ -40,8 +42,18 @@ def read_scalars(work_dir: str) -> Dict[str, List[Dict]]:
                 step = int(rec.get('step', rec.get('iter', 0)))
                 if 'loss' in rec:
                     train[step] = rec
+                    last_train = step
                 elif any(k in rec for k in _VAL_KEYS):
-                    val[step] = rec
+                    val_records.append((step, last_train, rec))
+    # With LoggerHook(log_metric_by_epoch=True), mmengine's default, an iteration-based
+    # run logs every validation at step 0 (the epoch): place those at the training
+    # iteration logged just before them instead.
+    logged = [s for s, _, _ in val_records]
+    by_epoch = len(set(logged)) < len(logged) or logged != sorted(logged)
+    val: Dict[int, Dict] = {}
+    for step, last_train, rec in val_records:
+        rec = dict(rec, step=last_train if by_epoch else step)
+        val[rec['step']] = rec
     return dict(train=[train[k] for k in sorted(train)], val=[val[k] for k in sorted(val)])
 
 
@@ -153,8 +165,9 @@ def plot_training_report(work_dir: str, out_file: str, pred_json: Optional[str] 
                           key=lambda p: p['score'])
             _draw_predictions(ax, osp.join(img_dir, im['file_name']), gts, dets,
                               cat_names, colours, score_thr)
-            ax.set_title(f"val image {im['id']}: {sum(d['score'] >= score_thr for d in dets)}"
-                         f' predictions, {len(gts)} objects', fontsize=8)
+            shown = sum(d['score'] >= score_thr for d in dets)
+            ax.set_title(f"val image {im['id']}: {shown} predicted, {len(gts)} annotated",
+                         fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

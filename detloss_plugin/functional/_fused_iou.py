@@ -14,8 +14,9 @@ same closed form, behind one ``torch.autograd.Function``:
   (:data:`CPU_KERNEL` switches it).
 - **torch implementation** (:func:`_loss_and_jacobian`; any device and dtype: GPU,
   float64, or no compiler): the forward pass computes the loss and the local gradient
-  ``J_i`` from the same intermediates with few, mostly in-place, operations and keeps
-  only ``J`` for the backward pass, which is one multiplication ``grad_output[i] * J_i``.
+  ``J_i`` from the same intermediates with few, mostly in-place, operations (in blocks
+  of boxes, so the temporaries take bounded memory) and keeps only ``J`` for the
+  backward pass, which is one multiplication ``grad_output[i] * J_i``.
   Autograd over the plain code instead re-reads a dozen saved intermediates and builds
   the gradient of every ``pred[:, k]`` selection as a full ``(n, 4)`` tensor.
 
@@ -289,6 +290,37 @@ def _loss_and_jacobian(kind: str, pred: Tensor, target: Tensor, eps: float, gamm
     return loss, jp, jt, scale
 
 
+def _chunked_loss_and_jacobian(kind: str, pred: Tensor, target: Tensor, eps: float,
+                               gamma: float, alpha_gate: bool, authors_gradient: bool,
+                               detach_weight: bool, need_pred: bool, need_target: bool):
+    """:func:`_loss_and_jacobian` over blocks of boxes, so that its temporaries take
+    bounded memory (a block is large enough for torch's intra-op parallelism on CPU
+    and for full GPU kernels); what is kept is the loss, ``J`` and the focal scale."""
+    n = pred.shape[0]
+    block = 1 << (18 if pred.device.type == 'cuda' else 16)
+    options = (eps, gamma, alpha_gate, authors_gradient, detach_weight, need_pred,
+               need_target)
+    if n <= block:
+        return _loss_and_jacobian(kind, pred, target, *options)
+    loss = pred.new_empty(n)
+    jp = pred.new_empty((4, n)) if need_pred else None
+    jt = pred.new_empty((4, n)) if need_target else None
+    scale = None
+    for start in range(0, n, block):   # n / block iterations, no host synchronisation
+        rows = slice(start, min(n, start + block))
+        part = _loss_and_jacobian(kind, pred[rows], target[rows], *options)
+        loss[rows] = part[0]
+        if jp is not None:
+            jp[:, rows] = part[1]
+        if jt is not None:
+            jt[:, rows] = part[2]
+        if part[3] is not None:
+            if scale is None:
+                scale = pred.new_empty(n)
+            scale[rows] = part[3]
+    return loss, jp, jt, scale
+
+
 def _as_rows(x: Tensor) -> Tensor:
     x = x.reshape(-1, 4)
     if x.dtype in (torch.float16, torch.bfloat16):
@@ -420,7 +452,7 @@ class _FusedIoUFamily(torch.autograd.Function):
             loss = _kernel_loss(kernel, pred_rows, target_rows, _kernel_args(kind, *options))
             ctx.save_for_backward(pred_rows, target_rows, pred, target)
         else:
-            loss, jp, jt, scale = _loss_and_jacobian(
+            loss, jp, jt, scale = _chunked_loss_and_jacobian(
                 kind, _as_rows(pred), _as_rows(target), *options, need_pred, need_target)
             # pred and target are kept for a create_graph=True backward only (the caller
             # holds them anyway: no copy, no extra memory).
@@ -480,6 +512,6 @@ def fused_iou_family(kind: str, pred: Tensor, target: Tensor, eps: float = 1e-7,
         loss = _kernel_loss(kernel, _f32_rows(pred), _f32_rows(target),
                             _kernel_args(kind, *options))
     else:
-        loss = _loss_and_jacobian(kind, _as_rows(pred), _as_rows(target), *options,
-                                  False, False)[0]
+        loss = _chunked_loss_and_jacobian(kind, _as_rows(pred), _as_rows(target), *options,
+                                          False, False)[0]
     return loss.view(pred.shape[:-1]).to(pred.dtype)
