@@ -114,6 +114,9 @@ class Case:
     contenders: List[Contender]
     memory: bool = True        # measure peak memory (needs all allocations via torch)
     note: str = ''
+    count_syncs: bool = False  # count host synchronisations in one call (profiler)
+    min_reps: Optional[int] = None   # override the run's repetition bounds
+    max_reps: Optional[int] = None
 
 
 def time_call(fn, device) -> float:
@@ -169,11 +172,33 @@ def peak_memory(fn, device) -> int:
     return peak
 
 
+# Operators that make the host wait for the device on a GPU: reading a value
+# (``.item()``, ``bool(t)``, ``int(t)`` all run ``_local_scalar_dense``) and operators
+# whose output shape depends on the data (``nonzero``, behind ``torch.nonzero`` and
+# boolean-mask indexing on CUDA). Counted from the profiler's operator events; on the
+# CPU they cost little, but they are what serialises a GPU training step.
+SYNC_OPS = ('aten::_local_scalar_dense', 'aten::nonzero')
+
+
+def host_syncs(fn) -> int:
+    """Number of host-synchronising operators (:data:`SYNC_OPS`) run by ``fn()``."""
+    from torch.profiler import ProfilerActivity, profile
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return sum(1 for e in prof.profiler.kineto_results.events() if e.name() in SYNC_OPS)
+
+
 def run_case(case: Case, n: int, device: torch.device, env: str, reps_budget: float,
              min_reps: int, max_reps: int, seed: int = 0) -> List[dict]:
     """All contenders of ``case`` that can run in ``env``, interleaved."""
-    inputs = case.make_inputs(n, device, seed)
     rows, runnable = [], []
+    try:
+        inputs = case.make_inputs(n, device, seed)
+    except Exception as err:  # e.g. mmdet missing for the detector: every cell says so
+        status = f'MISSING: {type(err).__name__}: {err}'.split('\n')[0][:300]
+        return [dict(group=case.group, case=case.name, n=n, device=device.type, env=env,
+                     contender=c.label, ref=c.ref, status=status)
+                for c in case.contenders if env in c.envs]
     for c in case.contenders:
         if env not in c.envs:
             continue
@@ -199,6 +224,8 @@ def run_case(case: Case, n: int, device: torch.device, env: str, reps_budget: fl
         return rows
     # repetitions from the cost of one round
     one_round = sum(time_call(fn, device) for _, fn in runnable)
+    min_reps = case.min_reps if case.min_reps is not None else min_reps
+    max_reps = max(min_reps, case.max_reps if case.max_reps is not None else max_reps)
     reps = int(min(max_reps, max(min_reps, reps_budget / max(one_round, 1e-6))))
     times = [[] for _ in runnable]
     gc_was_enabled = gc.isenabled()
@@ -220,6 +247,10 @@ def run_case(case: Case, n: int, device: torch.device, env: str, reps_budget: fl
             if 'pred' in inputs:  # free the last gradient outside the measured window
                 inputs['pred'].grad = None
             row['peak_bytes'] = peak_memory(fn, device)
+        if case.count_syncs:
+            if 'pred' in inputs:
+                inputs['pred'].grad = None
+            row['host_syncs'] = host_syncs(fn)
         extra = inputs.get('describe')
         if extra is not None:
             row['extra'] = extra(fn)
@@ -282,7 +313,9 @@ def _loss_step(inputs, loss_of):
 
     def step():
         pred.grad = None
-        loss_of(pred, target, weight, avg).backward()
+        loss = loss_of(pred, target, weight, avg)
+        loss.backward()
+        return loss.detach()
     return step
 
 
@@ -444,7 +477,240 @@ NMS_CASES = [
     ], memory=False, note='detloss runs DIoU-NMS (beta 1); the peers run plain IoU NMS'),
 ]
 
-CASES: List[Case] = REGRESSION + NMS_CASES
+
+# ---- classification -----------------------------------------------------------------
+
+NUM_CLASSES = 80
+CLS_SIZES, CLS_QUICK = [2 ** 14, 2 ** 16, 2 ** 17], [2 ** 10, 2 ** 12]
+
+
+def dense_scores(n: int, device: torch.device, seed: int = 0) -> dict:
+    """What a RetinaNet head hands to ``loss_cls`` for ``n`` anchors (all FPN levels of
+    a batch): ``Tensor[n, 80]`` logits around the prior-probability bias of RetinaNet's
+    initialisation (-log(99): N(-4.6, 1.5)), ~1% positive anchors (label in [0, 80),
+    their class logit raised by 3), the others background (label 80), ~5% of the
+    anchors ignored (label weight 0, as the assigner's IoU band between the negative and
+    positive thresholds), and ``avg_factor`` = number of positives. ``onehot`` holds the
+    0/1 targets for the functional contenders (built outside the timed call)."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, NUM_CLASSES, generator=g) * 1.5 - math.log(99)
+    labels = torch.full((n,), NUM_CLASSES, dtype=torch.int64)
+    pos = torch.rand(n, generator=g) < 0.01
+    pos[0] = True
+    labels[pos] = torch.randint(0, NUM_CLASSES, (int(pos.sum()),), generator=g)
+    rows = pos.nonzero().squeeze(1)
+    logits[rows, labels[rows]] += 3.0
+    weight = (torch.rand(n, generator=g) > 0.05).float()
+    onehot = (labels.unsqueeze(1) == torch.arange(NUM_CLASSES)).float()
+
+    def describe(fn):
+        return dict(loss=float(fn()))
+    return dict(pred=logits.to(device).requires_grad_(), target=labels.to(device),
+                weight=weight.to(device), avg_factor=float(pos.sum()),
+                onehot=onehot.to(device), describe=describe)
+
+
+def _cls_step(build_loss):
+    """A classification contender: ``build_loss(inputs)`` returns ``f(logits) ->
+    scalar``; each timed call is that forward and a backward into the logits."""
+    def build(inputs):
+        loss_of, pred = build_loss(inputs), inputs['pred']
+
+        def step():
+            pred.grad = None
+            loss = loss_of(pred)
+            loss.backward()
+            return loss.detach()
+        return step
+    return build
+
+
+def cls_module_contender(label, registry, type_name, ref=False, ghm=False, **cfg):
+    """A registered ``loss_cls`` called as mmdet's dense heads call it:
+    ``(cls_score, labels, label_weights, avg_factor=num_pos)``; mmdet's ``GHMC`` takes
+    the label weights as its third positional argument and ignores ``avg_factor``."""
+    def build_loss(inputs):
+        module = registry().build(dict(type=type_name, **cfg))
+        labels, weight, avg = inputs['target'], inputs['weight'], inputs['avg_factor']
+        if ghm:
+            return lambda p: module(p, labels, weight)
+        return lambda p: module(p, labels, weight, avg_factor=avg)
+    return Contender(label, _cls_step(build_loss), ref=ref)
+
+
+def focal_function_contender(label, envs, ref=False, fast=True, torchvision=False):
+    """The element-wise sigmoid focal loss on 0/1 targets with the head's weighted mean
+    (``(FL * w[:, None]).sum() / avg_factor``): detloss's function, or torchvision's
+    ``sigmoid_focal_loss`` (alpha 0.25, gamma 2)."""
+    def build_loss(inputs):
+        if torchvision:
+            from torchvision.ops import sigmoid_focal_loss as fn
+            kw = dict(alpha=0.25, gamma=2.0, reduction='none')
+        else:
+            fn = detloss_functional().sigmoid_focal_loss
+            kw = dict(alpha=0.25, gamma=2.0, fast=fast)
+        t, w, avg = inputs['onehot'], inputs['weight'].unsqueeze(1), inputs['avg_factor']
+        return lambda p: (fn(p, t, **kw) * w).sum() / avg
+    return Contender(label, _cls_step(build_loss), envs=envs, ref=ref)
+
+
+def ghmc_function_contender(label, bins, momentum, fast):
+    """detloss's functional GHM-C with what its module adds (moving average kept
+    between calls, ``sum / N``)."""
+    def build_loss(inputs):
+        fn = detloss_functional().ghmc_loss
+        t, valid = inputs['onehot'], (inputs['weight'] > 0).unsqueeze(1).expand_as(
+            inputs['onehot'])
+        state = [torch.zeros(bins)]
+
+        def loss_of(p):
+            loss, total, acc = fn(p, t, valid, bins, momentum,
+                                  state[0] if momentum else None, fast=fast)
+            if acc is not None:
+                state[0] = acc
+            return loss.sum() / total
+        return loss_of
+    return Contender(label, _cls_step(build_loss))
+
+
+def ghmc_case(bins, momentum, note):
+    cfg = dict(bins=bins, momentum=momentum, use_sigmoid=True, loss_weight=1.0)
+    return Case('classification', f'ghm-c (bins={bins}, momentum={momentum})', CLS_SIZES,
+                CLS_QUICK, dense_scores, [
+                    cls_module_contender('detloss', detloss_models, 'detloss_plugin.GHMC',
+                                         ref=True, ghm=True, **cfg),
+                    ghmc_function_contender('detloss plain', bins, momentum, fast=False),
+                    cls_module_contender('mmdet 3.3.0', mmdet_models, 'GHMC', ghm=True, **cfg),
+                ], note=note, count_syncs=True)
+
+
+CLASSIFICATION = [
+    Case('classification', 'sigmoid focal (alpha 0.25, gamma 2)', CLS_SIZES, CLS_QUICK,
+         dense_scores, [
+             cls_module_contender('detloss', detloss_models, 'detloss_plugin.FocalLoss',
+                                  ref=True, use_sigmoid=True, gamma=2.0, alpha=0.25),
+             focal_function_contender('detloss function', envs=(MAIN,)),
+             focal_function_contender('detloss plain', envs=(MAIN,), fast=False),
+             cls_module_contender('mmdet 3.3.0', mmdet_models, 'FocalLoss', use_sigmoid=True,
+                                  gamma=2.0, alpha=0.25),
+             focal_function_contender('detloss function', envs=(TV,), ref=True),
+             focal_function_contender('torchvision', envs=(TV,), torchvision=True),
+         ], count_syncs=True,
+         note='n = anchors, x 80 classes; modules (detloss, mmdet) take integer labels, '
+              "the functions 0/1 targets; mmdet's CPU path is py_sigmoid_focal_loss "
+              '(its GPU path, an mmcv CUDA kernel, is not measured here)'),
+    ghmc_case(10, 0.0, "mmdet's class defaults"),
+    ghmc_case(30, 0.75, "mmdet's configs/ghm (RetinaNet) setting"),
+]
+
+# ---- the loss inside a training step ------------------------------------------------
+
+RETINANET_CONFIG = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
+STEP_SIZES, STEP_QUICK = [320], [64]
+_DETECTORS: Dict[str, object] = {}
+
+
+def retinanet(device: torch.device):
+    """The stock RetinaNet R50-FPN of mmdet's config (pretrained weights off,
+    ``init_weights()`` as the Runner calls it), built once per process and device, in
+    training mode, with an SGD optimizer at learning rate 0 (a full optimizer step, but
+    the weights stay put, so every timed step sees the same model)."""
+    key = str(device)
+    if key not in _DETECTORS:
+        import logging
+        from mmengine.config import Config
+        from mmengine.registry import DefaultScope
+        from mmdet.registry import MODELS
+        from mmdet.utils import register_all_modules
+        import detloss_plugin  # noqa: F401
+        register_all_modules(init_default_scope=False)
+        with tempfile.TemporaryDirectory() as tmp:   # 'mmdet::' resolves in _base_ only
+            path = Path(tmp) / 'retinanet.py'
+            path.write_text(f"_base_ = '{RETINANET_CONFIG}'\n")
+            cfg = Config.fromfile(str(path))
+        cfg.model.backbone.init_cfg = None
+        torch.manual_seed(0)
+        with DefaultScope.overwrite_default_scope('mmdet'):
+            model = MODELS.build(cfg.model)
+        level = logging.getLogger('mmengine').level
+        logging.getLogger('mmengine').setLevel(logging.WARNING)  # init_weights' report
+        try:
+            model.init_weights()
+        finally:
+            logging.getLogger('mmengine').setLevel(level)
+        model.to(device).train()
+        optim = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9, weight_decay=1e-4)
+        _DETECTORS[key] = (model, optim)
+    return _DETECTORS[key]
+
+
+def detector_batch(size: int, device: torch.device, seed: int = 0) -> dict:
+    """Two ``size x size`` random images with 3 random boxes each (mmdet's
+    ``demo_mm_inputs``, seeded), for :func:`retinanet`."""
+    from mmdet.testing import demo_mm_inputs
+    model, optim = retinanet(device)
+    torch.manual_seed(seed)
+    batch = demo_mm_inputs(batch_size=2, image_shapes=[(3, size, size)] * 2,
+                           num_items=[3, 3], num_classes=NUM_CLASSES, with_mask=False)
+
+    def describe(fn):
+        return {k: float(v) for k, v in fn().items()}
+    return dict(model=model, optim=optim, batch=batch, describe=describe)
+
+
+def step_contender(label, loss_cls, loss_bbox, reg_decoded_bbox=False, ref=False):
+    """One training iteration of :func:`retinanet` with these losses swapped into its
+    head (``(registry, cfg)`` pairs; the registries' ``build``): data preprocessing,
+    forward with the loss, ``parse_losses``, backward, optimizer step."""
+    def build(inputs):
+        model, optim, batch = inputs['model'], inputs['optim'], inputs['batch']
+        head = model.bbox_head
+        device = next(model.parameters()).device
+        losses = [registry().build(cfg).to(device) for registry, cfg in (loss_cls, loss_bbox)]
+
+        def step():
+            head.loss_cls, head.loss_bbox = losses
+            head.reg_decoded_bbox = reg_decoded_bbox
+            data = model.data_preprocessor(batch, True)
+            total, log_vars = model.parse_losses(model(**data, mode='loss'))
+            optim.zero_grad()
+            total.backward()
+            optim.step()
+            return log_vars
+        return step
+    return Contender(label, build, ref=ref)
+
+
+def step_case(name, detloss_losses, mmdet_losses, reg_decoded_bbox=False, note=''):
+    return Case('train-step', name, STEP_SIZES, STEP_QUICK, detector_batch, [
+        step_contender('detloss', *detloss_losses, reg_decoded_bbox, ref=True),
+        step_contender('mmdet 3.3.0', *mmdet_losses, reg_decoded_bbox),
+    ], memory=False, min_reps=11, max_reps=15, note=note)
+
+
+_FOCAL = dict(use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=1.0)
+_L1 = (mmdet_models, dict(type='L1Loss', loss_weight=1.0))          # the config's loss_bbox
+_GHMC = dict(use_sigmoid=True, bins=30, momentum=0.75, loss_weight=1.0)
+TRAIN_STEP = [
+    step_case('retinanet r50: focal (loss_cls)',
+              [(detloss_models, dict(type='detloss_plugin.FocalLoss', **_FOCAL)), _L1],
+              [(mmdet_models, dict(type='FocalLoss', **_FOCAL)), _L1],
+              note="the stock config; loss_bbox: mmdet's L1Loss in both"),
+    step_case('retinanet r50: giou (loss_bbox)',
+              [(mmdet_models, dict(type='FocalLoss', **_FOCAL)),
+               (detloss_models, dict(type='detloss_plugin.GIoULoss', loss_weight=2.0))],
+              [(mmdet_models, dict(type='FocalLoss', **_FOCAL)),
+               (mmdet_models, dict(type='GIoULoss', loss_weight=2.0))],
+              reg_decoded_bbox=True,
+              note="reg_decoded_bbox=True (mmdet's retinanet giou config); loss_cls: "
+                   "mmdet's FocalLoss in both"),
+    step_case('retinanet r50: ghm-c (loss_cls)',
+              [(detloss_models, dict(type='detloss_plugin.GHMC', **_GHMC)), _L1],
+              [(mmdet_models, dict(type='GHMC', **_GHMC)), _L1],
+              note="bins 30, momentum 0.75 (mmdet's configs/ghm); loss_bbox: mmdet's L1Loss"),
+]
+
+CASES: List[Case] = REGRESSION + NMS_CASES + CLASSIFICATION + TRAIN_STEP
 # In the tv environment the reference of the NMS case is detloss's diou_nms (the mmcv
 # adapter needs mmengine); it is marked there at run time.
 
@@ -517,7 +783,7 @@ def markdown(rows: List[dict], cases: List[Case]) -> str:
         for case in (c for c in cases if c.group == group):
             case_rows = [r for r in group_rows if r['case'] == case.name]
             for n, dev in sorted({(r['n'], r['device']) for r in case_rows}):
-                size = f'2^{int(math.log2(n))}' if group != 'nms' else f'{n}'
+                size = _fmt_size(group, n)
                 cells = [case.name, size, dev]
                 for lab, env in labels:
                     cells.append(_cell(next((x for x in case_rows if x['n'] == n and
@@ -528,6 +794,14 @@ def markdown(rows: List[dict], cases: List[Case]) -> str:
         if notes:
             out += [''] + [f'- {note}' for note in notes]
     return '\n'.join(out) + '\n'
+
+
+def _fmt_size(group: str, n: int) -> str:
+    if group == 'nms':
+        return f'{n}'
+    if group == 'train-step':
+        return f'{n} px'
+    return f'2^{int(math.log2(n))}'
 
 
 def _cell(r) -> str:
@@ -545,9 +819,16 @@ def _cell(r) -> str:
         text += f"; {_fmt_mb(r['peak_bytes'])} MB"
         if 'memory_ratio' in r:
             text += f" ({r['memory_ratio']:.2f})"
+    if 'host_syncs' in r:
+        text += f"; {r['host_syncs']} sync{'s' if r['host_syncs'] != 1 else ''}"
     if 'extra' in r and 'kept' in r['extra']:
         text += f"; kept {r['extra']['kept']}"
     return text
+
+
+def _ref_row(rows: List[dict], r: dict) -> Optional[dict]:
+    return next((x for x in rows if x.get('ref') and x['case'] == r['case'] and x['n'] == r['n']
+                 and x['device'] == r['device'] and x['env'] == r['env']), None)
 
 
 def targets(rows: List[dict]) -> List[str]:
@@ -574,6 +855,26 @@ def targets(rows: List[dict]) -> List[str]:
             verdict = 'met' if slower <= 1.5 else 'NOT MET'
             lines.append(f"{verdict:7s} DIoU-NMS n=10000 {r['device']}: {slower:.2f}x the time of "
                          f'mmcv.ops.nms (target <= 1.5x)')
+        if r['group'] == 'classification' and r['case'].startswith('ghm-c') and \
+                r['n'] >= 2 ** 16 and r['contender'] == 'mmdet 3.3.0':
+            where = f"{r['case']} n=2^{int(math.log2(r['n']))} {r['device']}"
+            if r.get('status') != 'ok':
+                lines.append(f"UNCHECKED GHM-C {where}: {r.get('status')}")
+                continue
+            ref = _ref_row(rows, r)
+            syncs = ref.get('host_syncs') if ref else None
+            ok = r['speed_ratio'] >= 3 and syncs == 0
+            lines.append(f"{'met' if ok else 'NOT MET':7s} GHM-C {where}: {r['speed_ratio']:.2f}x "
+                         f"faster than mmdet's GHMC (target >= 3), {syncs} host syncs "
+                         f"(mmdet: {r.get('host_syncs')}; target 0)")
+        if r['group'] == 'train-step' and r['contender'] == 'mmdet 3.3.0':
+            where = f"{r['case']} {r['n']} px {r['device']}"
+            if r.get('status') != 'ok':
+                lines.append(f"UNCHECKED train step {where}: {r.get('status')}")
+                continue
+            added = 1 / r['speed_ratio'] - 1
+            lines.append(f"{'met' if added <= 0.03 else 'NOT MET':7s} train step {where}: "
+                         f"detloss {100 * added:+.1f}% vs mmdet (target <= +3%)")
     return lines
 
 
@@ -673,8 +974,9 @@ def main(argv=None) -> int:
     parser.add_argument('--quick', action='store_true',
                         help='small sizes and few repetitions (a smoke run)')
     parser.add_argument('--only', action='append', help='cases whose name contains this')
-    parser.add_argument('--group', action='append',
-                        help='regression, nms, classification (repeatable)')
+    parser.add_argument('--group', '--suite', action='append',
+                        choices=['regression', 'nms', 'classification', 'train-step'],
+                        help='run only this group of cases (repeatable)')
     parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
     parser.add_argument('--threads', type=int, default=0,
                         help='torch intra-op threads (default: torch\'s default)')

@@ -1,0 +1,264 @@
+r"""Fast path of the sigmoid focal loss and of GHM-C on the CPU: a compiled kernel.
+
+A dense head's classification loss runs over every anchor and every class (RetinaNet:
+about 10^5 anchors x 80 classes per image batch), and the plain torch code is a dozen
+element-wise operators forward and as many backward, each a full pass over that
+array. The kernel (``csrc/sigmoid_cls.c``, built on first use with the system C
+compiler and loaded with ctypes, like the IoU kernel of :mod:`._fused_iou`) does the
+work in one pass each way:
+
+- **focal loss**: the forward pass writes the loss; the backward pass recomputes the
+  few per-element terms (one ``exp``, one ``log``) and writes ``grad_output * dL/dx``,
+  with the closed form
+
+  .. math::
+      \frac{\partial FL}{\partial x} = \alpha_t \left[(\sigma(x) - t)\,f(q)
+          + CE\, f'(q)\,(1 - 2t)\,\sigma(x)\,\sigma(-x)\right],
+
+  :math:`q = 1 - p_t = t\,\sigma(-x) + (1 - t)\,\sigma(x)`, :math:`f(q) = q^\gamma`
+  (clamped as :func:`.classification._safe_pow` clamps it, and with the gradient that
+  clamp passes), :math:`CE` the binary cross-entropy. Nothing is stored but the inputs,
+  which the caller holds anyway.
+- **GHM-C**: one pass finds each element's gradient-norm region (``uint8``, 1 byte per
+  element) and counts the regions (exact int64 counts, no host synchronisation); the
+  region weights are computed on the device from the counts (:mod:`.ghm`); a second
+  pass writes :math:`\beta_i\,BCE_i`; the backward pass writes
+  ``grad_output * beta_i * (sigmoid(x) - t)``.
+
+Scope: float32 and half-precision CPU tensors (half is computed in float32 by the
+callers), 2-D ``(N, C)`` inputs, targets and ``alpha`` without gradient, GHM-C with at
+most 254 regions. Elsewhere (GPU, float64, targets requiring grad, no compiler) the
+callers run the plain torch code. Both compute the same function: ``exp``/``log`` are
+polynomials within a few float32 ulp of torch's, so values and gradients agree to
+float32 rounding; a GHM-C element whose gradient norm lies within an ulp of a region
+edge can fall on the other side of it. ``tests/test_fast_paths.py`` compares both paths
+in value and gradient.
+
+Double backward: a backward with ``create_graph=True`` differentiates the plain code
+instead (recomputed from the saved inputs). Forward-mode AD and ``torch.func`` are
+not implemented: use ``fast=False`` for them.
+"""
+import ctypes
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+__all__ = ['load_cls_kernel', 'cls_kernel_for', 'sigmoid_focal', 'ghmc_regions',
+           'ghmc_weighted_bce', 'MAX_GHM_BINS']
+
+_KERNEL_SOURCE = Path(__file__).resolve().parent.parent / 'csrc' / 'sigmoid_cls.c'
+# as the IoU kernel: vectorisable selects and square roots, no fused multiply-add
+_KERNEL_FLAGS = ('-O3', '-shared', '-fPIC', '-ffp-contract=off', '-fno-trapping-math',
+                 '-fno-math-errno', '-std=c99')
+_POW_MODES = {0.0: 1, 0.5: 2, 1.0: 3, 2.0: 4}   # exact forms torch also uses; else exp/log
+MAX_GHM_BINS = 254                               # regions fit a uint8 (255: invalid)
+_kernel = None
+_kernel_failed = False
+# None: the kernel for float32/half CPU tensors when it can be built, else the plain
+# code; False: always the plain code; True: like None, but an error instead of the
+# fallback when the kernel cannot be built.
+CPU_KERNEL: Optional[bool] = None
+
+_p, _i64, _f, _i = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_int
+_SIGNATURES = {
+    'detloss_sigmoid_focal_loss_f32': [_i, _f, _p, _p, _p, _i64, _i64, _p],
+    'detloss_sigmoid_focal_grad_f32': [_i, _f, _p, _p, _p, _i64, _i64, _p, _i64, _i, _p],
+    'detloss_ghmc_regions_f32': [_p, _p, _p, _i64, _i64, _i64, _i64, _p, _i, _p, _p, _p],
+    'detloss_ghmc_weigh_f32': [_p, _p, _i64, _p],
+    'detloss_ghmc_grad_f32': [_p, _p, _p, _p, _i64, _p, _i, _p],
+}
+
+
+def load_cls_kernel():
+    """The compiled kernel's functions (a dict by C name), or None if it cannot be
+    built (no C compiler): the callers then run the plain torch code."""
+    global _kernel, _kernel_failed
+    if _kernel is not None or _kernel_failed:
+        return _kernel
+    from ._nms_kernel import _build
+    try:
+        lib = ctypes.CDLL(str(_build(_KERNEL_SOURCE, _KERNEL_FLAGS)))
+    except (OSError, RuntimeError) as err:
+        _kernel_failed = True
+        warnings.warn(f'detloss: the C classification-loss kernel is unavailable ({err}); '
+                      'using the plain torch code, which is slower on CPU.')
+        return None
+    kernel = {}
+    for name, argtypes in _SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = None, argtypes
+        kernel[name] = fn
+    _kernel = kernel
+    return _kernel
+
+
+def cls_kernel_for(*tensors: Tensor, cpu_kernel: Optional[bool] = None):
+    """The kernel if it applies to these tensors (CPU, float32, 2-D, no gradient
+    wanted for any but the first), else None. ``cpu_kernel`` as :data:`CPU_KERNEL`
+    (None: follow it)."""
+    if cpu_kernel is None:
+        cpu_kernel = CPU_KERNEL
+    if cpu_kernel is False:
+        return None
+    first = tensors[0]
+    applies = (first.dim() == 2
+               and all(t.device.type == 'cpu' and t.dtype == torch.float32
+                       for t in tensors)
+               and not any(t.requires_grad for t in tensors[1:]))
+    kernel = load_cls_kernel() if applies else None
+    if cpu_kernel and applies and kernel is None:
+        raise RuntimeError('the C classification-loss kernel could not be built (see the '
+                           'warning)')
+    return kernel
+
+
+def _ptr(x: Optional[Tensor]):
+    return None if x is None else x.data_ptr()
+
+
+def _grad_operand(grad: Tensor):
+    """``(tensor, row_stride, per_element)``: one broadcast value (the gradient of a
+    sum or mean) is passed as is, anything else as a contiguous float32 array."""
+    grad = grad.to(torch.float32)
+    if grad.numel() > 0 and all(s == 0 for s in grad.stride()):
+        return grad, 0, 0
+    grad = grad.contiguous()
+    return grad, (grad.shape[-1] if grad.dim() == 2 else 0), 1
+
+
+# ---- focal loss ---------------------------------------------------------------------
+
+def _focal_loss(kernel, x: Tensor, t: Tensor, alpha: Optional[Tensor], gamma: float
+                ) -> Tensor:
+    out = torch.empty_like(x)
+    kernel['detloss_sigmoid_focal_loss_f32'](
+        _POW_MODES.get(float(gamma), 0), float(gamma), _ptr(alpha), x.data_ptr(),
+        t.data_ptr(), x.shape[0], x.shape[1], out.data_ptr())
+    return out
+
+
+class _SigmoidFocal(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, logits, targets, alpha, gamma, kernel, plain_alpha):
+        ctx.kernel, ctx.gamma, ctx.plain_alpha = kernel, gamma, plain_alpha
+        ctx.save_for_backward(logits, targets, alpha)
+        return _focal_loss(kernel, logits, targets, alpha, gamma)
+
+    @staticmethod
+    def backward(ctx, grad):
+        logits, targets, alpha = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            # create_graph=True: differentiate the plain code (same function).
+            from .classification import sigmoid_focal_loss
+            with torch.enable_grad():
+                loss = sigmoid_focal_loss(logits, targets, ctx.plain_alpha, ctx.gamma,
+                                          fast=False)
+            (g,) = torch.autograd.grad(loss, logits, grad, create_graph=True)
+            return g, None, None, None, None, None
+        g, row_stride, per_element = _grad_operand(grad)
+        out = torch.empty_like(logits)
+        ctx.kernel['detloss_sigmoid_focal_grad_f32'](
+            _POW_MODES.get(float(ctx.gamma), 0), float(ctx.gamma), _ptr(alpha),
+            logits.data_ptr(), targets.data_ptr(), logits.shape[0], logits.shape[1],
+            g.data_ptr(), row_stride, per_element, out.data_ptr())
+        return out, None, None, None, None, None
+
+
+def sigmoid_focal(logits: Tensor, targets: Tensor, alpha_t: Optional[Tensor], gamma: float,
+                  plain_alpha=None, cpu_kernel: Optional[bool] = None) -> Optional[Tensor]:
+    """The focal loss ``Tensor[N, C]`` by the kernel, or None where it does not apply
+    (the caller then runs the plain code). ``logits``/``targets`` are float32 (already
+    upcast and checked); ``alpha_t`` is None (no weighting), a 0-d tensor or one value
+    per column; ``plain_alpha`` is the caller's ``alpha`` (for a double backward)."""
+    kernel = cls_kernel_for(logits, targets, cpu_kernel=cpu_kernel)
+    if kernel is None:
+        return None
+    cols = logits.shape[1]
+    alpha_vec = None
+    if alpha_t is not None:
+        if alpha_t.requires_grad or alpha_t.dim() > 1 or \
+                (alpha_t.dim() == 1 and alpha_t.numel() != cols):
+            return None   # the plain code differentiates it / reports the mismatch
+        alpha_vec = alpha_t.to(torch.float32).expand(cols).contiguous()
+    x, t = logits.contiguous(), targets.contiguous()
+    if torch.is_grad_enabled() and logits.requires_grad:
+        return _SigmoidFocal.apply(x, t, alpha_vec, float(gamma), kernel, plain_alpha)
+    return _focal_loss(kernel, x, t, alpha_vec, gamma)
+
+
+# ---- GHM-C --------------------------------------------------------------------------
+
+def ghmc_regions(kernel, logits: Tensor, targets: Tensor, valid: Tensor, edges: Tensor):
+    """``(region, stats, bce)``: each element's region ``Tensor[N, C]`` (uint8, 255
+    where not valid), ``stats`` ``Tensor[bins + 1]`` (int64: the valid elements per
+    region, then their total, as :func:`.ghm.ghm_weights` counts them) and the
+    unweighted BCE ``Tensor[N, C]`` (float32), all from one pass."""
+    bins = edges.numel() - 1
+    x, t = logits.detach().contiguous(), targets.contiguous()
+    v = valid.expand_as(x)
+    if v.dtype != torch.bool:
+        v = v != 0
+    v = v.view(torch.uint8)
+    if v.stride(1) not in (0, 1):
+        v = v.contiguous()
+    edges = edges.to(device='cpu', dtype=torch.float32).contiguous()
+    region = torch.empty(x.shape, dtype=torch.uint8)
+    stats = torch.zeros(bins + 1, dtype=torch.int64)
+    bce = torch.empty_like(x)
+    kernel['detloss_ghmc_regions_f32'](
+        x.data_ptr(), t.data_ptr(), v.data_ptr(), v.stride(0), v.stride(1), x.shape[0],
+        x.shape[1], edges.data_ptr(), bins, region.data_ptr(), stats.data_ptr(),
+        bce.data_ptr())
+    return region, stats, bce
+
+
+class _GHMCWeightedBCE(torch.autograd.Function):
+    """``per_bin[region] * BCE``: the forward pass weighs the BCE that
+    :func:`ghmc_regions` wrote (handed over in a list: it is a buffer, not an input
+    of the function), the backward pass recomputes ``sigmoid``."""
+
+    @staticmethod
+    def forward(ctx, logits, targets, region, table, kernel, bce_buffer):
+        ctx.kernel = kernel
+        ctx.save_for_backward(logits, targets, region, table)
+        loss = bce_buffer.pop()
+        kernel['detloss_ghmc_weigh_f32'](region.data_ptr(), table.data_ptr(), loss.numel(),
+                                         loss.data_ptr())
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad):
+        logits, targets, region, table = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            # create_graph=True: the plain weighted BCE (the weights carry no gradient)
+            import torch.nn.functional as F
+            with torch.enable_grad():
+                loss = F.binary_cross_entropy_with_logits(logits, targets, reduction='none')
+                loss = loss * table[region.long()]
+            (g,) = torch.autograd.grad(loss, logits, grad, create_graph=True)
+            return g, None, None, None, None, None
+        g, _, per_element = _grad_operand(grad)
+        out = torch.empty_like(logits)
+        ctx.kernel['detloss_ghmc_grad_f32'](logits.data_ptr(), targets.data_ptr(),
+                                            region.data_ptr(), table.data_ptr(),
+                                            logits.numel(), g.data_ptr(), per_element,
+                                            out.data_ptr())
+        return out, None, None, None, None, None
+
+
+def ghmc_weighted_bce(kernel, logits: Tensor, targets: Tensor, region: Tensor,
+                      per_bin: Tensor, bce: Tensor) -> Tensor:
+    """``per_bin[region] * bce`` (0 where ``region`` is 255), ``bce`` from
+    :func:`ghmc_regions` (weighed in place); differentiable w.r.t. ``logits``."""
+    table = torch.zeros(256, dtype=torch.float32)
+    table[:per_bin.numel()] = per_bin.to(torch.float32)
+    if torch.is_grad_enabled() and logits.requires_grad:
+        return _GHMCWeightedBCE.apply(logits.contiguous(), targets.contiguous(), region,
+                                      table, kernel, [bce])
+    kernel['detloss_ghmc_weigh_f32'](region.data_ptr(), table.data_ptr(), bce.numel(),
+                                     bce.data_ptr())
+    return bce
