@@ -4,6 +4,7 @@
     python tools/benchmark.py            # full run (CPU, and CUDA when a GPU is present)
     python tools/benchmark.py --quick    # small sizes, few repetitions (about a minute)
     python tools/benchmark.py --only giou --only ciou --threads 1
+    python tools/benchmark.py --suite classification --suite train-step --threads 1
 
 Protocol (docs/benchmarks.md has the details and the latest numbers):
 
@@ -13,7 +14,13 @@ Protocol (docs/benchmarks.md has the details and the latest numbers):
   quartiles) of the per-call times, and ``ratio = peer median / detloss median``
   (> 1: detloss is faster).
 - Loss contenders do what a head does: forward with a per-box weight and an
-  ``avg_factor``, then ``backward()`` into the leaf ``pred``.
+  ``avg_factor``, then ``backward()`` into the leaf ``pred`` (box regression) or the
+  logits (classification: integer labels for the modules, 0/1 targets for the
+  functions; host synchronisations are counted from the profiler's operators).
+- Train step (``--suite train-step``): one iteration of mmdet's stock RetinaNet R50-FPN
+  (preprocessing, forward with the losses, ``parse_losses``, backward, SGD step at
+  learning rate 0) with detloss's or mmdet's loss swapped into the head, same
+  weights, same batch.
 - Peak memory (losses): the largest amount of memory allocated by torch's allocator
   during one forward+backward beyond what was allocated before it (the grad of ``pred``
   included), from ``torch.profiler`` memory events on CPU (every allocation and free of
@@ -28,8 +35,9 @@ Protocol (docs/benchmarks.md has the details and the latest numbers):
   within that process). A missing environment is reported as MISSING, never skipped
   silently.
 
-Adding a case is a few lines: see ``REGRESSION`` / ``NMS_CASES`` at the bottom and
-``Case``/``Contender``; ``Contender.envs`` says which environment can run it.
+Adding a case is a few lines: see ``REGRESSION`` / ``NMS_CASES`` / ``CLASSIFICATION`` /
+``TRAIN_STEP`` at the bottom and ``Case``/``Contender``; ``Contender.envs`` says which
+environment can run it.
 """
 import argparse
 import contextlib
@@ -189,7 +197,8 @@ def host_syncs(fn) -> int:
 
 
 def run_case(case: Case, n: int, device: torch.device, env: str, reps_budget: float,
-             min_reps: int, max_reps: int, seed: int = 0) -> List[dict]:
+             min_reps: int, max_reps: int, seed: int = 0, case_reps: bool = True
+             ) -> List[dict]:
     """All contenders of ``case`` that can run in ``env``, interleaved."""
     rows, runnable = [], []
     try:
@@ -224,8 +233,9 @@ def run_case(case: Case, n: int, device: torch.device, env: str, reps_budget: fl
         return rows
     # repetitions from the cost of one round
     one_round = sum(time_call(fn, device) for _, fn in runnable)
-    min_reps = case.min_reps if case.min_reps is not None else min_reps
-    max_reps = max(min_reps, case.max_reps if case.max_reps is not None else max_reps)
+    if case_reps:   # the case's own bounds (a full run; --quick keeps its few repetitions)
+        min_reps = case.min_reps if case.min_reps is not None else min_reps
+        max_reps = max(min_reps, case.max_reps if case.max_reps is not None else max_reps)
     reps = int(min(max_reps, max(min_reps, reps_budget / max(one_round, 1e-6))))
     times = [[] for _ in runnable]
     gc_was_enabled = gc.isenabled()
@@ -632,12 +642,14 @@ def retinanet(device: torch.device):
         torch.manual_seed(0)
         with DefaultScope.overwrite_default_scope('mmdet'):
             model = MODELS.build(cfg.model)
-        level = logging.getLogger('mmengine').level
-        logging.getLogger('mmengine').setLevel(logging.WARNING)  # init_weights' report
+        from mmengine.logging import MMLogger
+        logger = MMLogger.get_current_instance()
+        level = logger.level
+        logger.setLevel(logging.WARNING)  # init_weights' report of every parameter
         try:
             model.init_weights()
         finally:
-            logging.getLogger('mmengine').setLevel(level)
+            logger.setLevel(level)
         model.to(device).train()
         optim = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9, weight_decay=1e-4)
         _DETECTORS[key] = (model, optim)
@@ -654,7 +666,7 @@ def detector_batch(size: int, device: torch.device, seed: int = 0) -> dict:
                            num_items=[3, 3], num_classes=NUM_CLASSES, with_mask=False)
 
     def describe(fn):
-        return {k: float(v) for k, v in fn().items()}
+        return {k: float(v.detach()) for k, v in fn().items()}
     return dict(model=model, optim=optim, batch=batch, describe=describe)
 
 
@@ -912,7 +924,8 @@ def run_env(args, env: str) -> List[dict]:
                 if not any(env in c.envs for c in case.contenders):
                     continue
                 t0 = time.perf_counter()
-                case_rows = run_case(case, n, device, env, budget, min_reps, max_reps)
+                case_rows = run_case(case, n, device, env, budget, min_reps, max_reps,
+                                     case_reps=not args.quick)
                 rows += case_rows
                 if not args.worker:
                     print(f'  {case.name} n={n} {device.type} [{env}] '

@@ -25,8 +25,11 @@ last edge moved to ``1 + 1e-6`` (GHM-C) or ``1e3`` (GHM-R); an example falls in 
 
 Nothing here synchronises with the host: regions are found with ``bucketize``,
 counted with ``scatter_add`` in int64 (exact for any batch size), and all per-region
-arithmetic stays on the device. Under ``torch.distributed`` the counts can be summed
-over ranks (``all_reduce``), see :func:`ghm_weights`.
+arithmetic stays on the device. On the CPU, :func:`ghmc_loss` finds and counts the
+regions (and writes the BCE) in one pass of a compiled kernel instead
+(:mod:`._fused_cls`), with the same region rule and the same int64 counts. Under
+``torch.distributed`` the counts can be summed over ranks (``all_reduce``), see
+:func:`ghm_weights`.
 """
 from typing import NamedTuple, Optional
 
