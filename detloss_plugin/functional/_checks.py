@@ -10,7 +10,9 @@ import torch
 from torch import Tensor
 
 __all__ = ['check_boxes', 'check_choice', 'check_positive', 'check_same_shape',
-           'check_tensor', 'upcast']
+           'check_tensor', 'saturating_cast', 'upcast']
+
+_HALF = (torch.float16, torch.bfloat16)
 
 
 def check_tensor(name: str, value) -> None:
@@ -52,10 +54,36 @@ def check_positive(name: str, value: float, allow_zero: bool = False) -> None:
         raise ValueError(f'{name} must be {bound}, got {value}')
 
 
+def saturating_cast(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """Cast to ``dtype``; into half precision, values beyond its range saturate at its
+    largest finite value instead of overflowing to Inf."""
+    if dtype in _HALF and x.dtype != dtype:
+        big = torch.finfo(dtype).max
+        x = x.clamp(-big, big)
+    return x.to(dtype)
+
+
+class _HalfToFloat(torch.autograd.Function):
+    """``x.float()`` whose gradient goes back to half precision by
+    :func:`saturating_cast`: the losses are computed in float32, and a true derivative
+    of order 1/eps at a degenerate box (1e7 > float16's 65504) must not come back as
+    Inf."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.dtype = x.dtype
+        return x.float()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return saturating_cast(grad, ctx.dtype)
+
+
 def upcast(*tensors: Tensor):
     """Half-precision inputs are computed in float32 (returned last: the dtype to
-    cast the result back to)."""
+    cast the result back to). Their gradients are cast back with saturation."""
     dtype = tensors[0].dtype
-    if dtype in (torch.float16, torch.bfloat16):
-        return tuple(t.float() for t in tensors) + (dtype,)
+    if dtype in _HALF:
+        return tuple(_HalfToFloat.apply(t) if t.requires_grad else t.float()
+                     for t in tensors) + (dtype,)
     return tuple(tensors) + (dtype,)

@@ -69,6 +69,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ._checks import saturating_cast
+
 __all__ = ['fused_iou_family']
 
 _ASPECT = 4 / math.pi ** 2
@@ -332,7 +334,7 @@ def _grad_rows(jac: Tensor, grad: Tensor, shape, dtype) -> Tensor:
     """``grad[i] * jac[:, i]`` as a contiguous ``Tensor[..., 4]`` of ``shape``."""
     out = torch.empty((jac.shape[1], 4), dtype=jac.dtype, device=jac.device)
     torch.mul(jac, grad, out=out.t())   # one pass, written straight into (n, 4) rows
-    return out.view(shape).to(dtype)
+    return saturating_cast(out.view(shape), dtype)  # half: saturate, never Inf
 
 
 # ---- CPU kernel (csrc/iou_family.c) --------------------------------------------------
@@ -484,9 +486,9 @@ class _FusedIoUFamily(torch.autograd.Function):
             gp = _grad_rows(jp, grad, pred.shape, pred.dtype) if jp is not None else None
             gt = _grad_rows(jt, grad, target.shape, target.dtype) if jt is not None else None
         if gp is not None:
-            gp = gp.view(pred.shape).to(pred.dtype)
+            gp = saturating_cast(gp.view(pred.shape), pred.dtype)
         if gt is not None:
-            gt = gt.view(target.shape).to(target.dtype)
+            gt = saturating_cast(gt.view(target.shape), target.dtype)
         return gp, gt, None, None, None, None, None, None, None
 
 
