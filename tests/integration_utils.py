@@ -7,7 +7,7 @@ so one detector costs a few seconds.
 """
 import textwrap
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import torch
 

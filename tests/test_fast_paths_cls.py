@@ -15,7 +15,6 @@ itself).
 """
 import pytest
 import torch
-import torch.nn.functional as TF
 
 from detloss_plugin.functional import _fused_cls
 from detloss_plugin.functional import classification as C

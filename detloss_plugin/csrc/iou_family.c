@@ -21,6 +21,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "detloss_math.h"
+
 enum { IOU_LINEAR = 0, IOU_LOG = 1, GIOU = 2, DIOU = 3, CIOU = 4, EIOU = 5, FOCAL_EIOU = 6 };
 enum { ALPHA_GATE = 1, AUTHORS_GRADIENT = 2, DETACH_WEIGHT = 4 };
 /* how the focal weight IoU^gamma is computed: torch computes x^0.5 as sqrt(x),
@@ -32,9 +34,7 @@ enum { POW_GENERIC = 0, POW_ZERO = 1, POW_HALF = 2, POW_ONE = 3, POW_TWO = 4 };
 #else
 #define DETLOSS_CLONES
 #endif
-#define INLINE static inline __attribute__((always_inline))
 
-INLINE float max_f(float a, float b) { return a > b ? a : b; }
 INLINE float min_f(float a, float b) { return a < b ? a : b; }
 /* sign(a - b) without the subtraction's rounding: -1, 0 or 1 */
 INLINE float cmp_f(float a, float b) { return (float)(a > b) - (float)(a < b); }
@@ -54,26 +54,6 @@ INLINE float atan_f(float x) {
     return x < 0.0f ? -y : y;
 }
 
-/* natural log of a positive normal float, Cephes logf's polynomial, branch-free */
-INLINE float log_f(float x) {
-    uint32_t bits;
-    memcpy(&bits, &x, sizeof bits);
-    float e = (float)((int32_t)((bits >> 23) & 0xffu) - 126);
-    bits = (bits & 0x807fffffu) | 0x3f000000u; /* mantissa in [0.5, 1) */
-    float m;
-    memcpy(&m, &bits, sizeof m);
-    const int low = m < 0.70710678118654752f;
-    const float e_low = e - 1.0f, m_low = (m + m) - 1.0f, m_high = m - 1.0f;
-    e = low ? e_low : e;
-    m = low ? m_low : m_high;
-    const float z = m * m;
-    float y = ((((((((7.0376836292e-2f * m - 1.1514610310e-1f) * m + 1.1676998740e-1f) * m
-                    - 1.2420140846e-1f) * m + 1.4249322787e-1f) * m - 1.6668057665e-1f) * m
-                 + 2.0000714765e-1f) * m - 2.4999993993e-1f) * m + 3.3333331174e-1f) * m * z;
-    y += -2.12194440e-4f * e;
-    y += -0.5f * z;
-    return (m + y) + 0.693359375f * e;
-}
 
 /* Loop-invariant 0/1 factors of the focal weight, set once per call. Blending with
  * them is exact (adding products with 0 changes nothing for finite values) and keeps

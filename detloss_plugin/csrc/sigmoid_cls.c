@@ -22,6 +22,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "detloss_math.h"
+
 /* how the focal factor (1 - p_t)^gamma is computed, as torch computes pow */
 enum { POW_GENERIC = 0, POW_ZERO = 1, POW_HALF = 2, POW_ONE = 3, POW_TWO = 4 };
 
@@ -30,11 +32,9 @@ enum { POW_GENERIC = 0, POW_ZERO = 1, POW_HALF = 2, POW_ONE = 3, POW_TWO = 4 };
 #else
 #define DETLOSS_CLONES
 #endif
-#define INLINE static inline __attribute__((always_inline))
 
 #define FLT_TINY 1.17549435e-38f /* torch.finfo(float32).tiny: _safe_pow's clamp */
 
-INLINE float max_f(float a, float b) { return a > b ? a : b; }
 
 /* exp(x) for x <= 0, Cephes expf's reduction and polynomial (relative error ~1e-7),
  * branch-free; exactly 0 below -87.33 (where float32's exp leaves the normal range) */
@@ -53,26 +53,6 @@ INLINE float exp_neg_f(float x) {
     return x < -87.33f ? 0.0f : y * scale;
 }
 
-/* natural log of a positive normal float, Cephes logf's polynomial, branch-free */
-INLINE float log_f(float x) {
-    uint32_t bits;
-    memcpy(&bits, &x, sizeof bits);
-    float e = (float)((int32_t)((bits >> 23) & 0xffu) - 126);
-    bits = (bits & 0x807fffffu) | 0x3f000000u; /* mantissa in [0.5, 1) */
-    float m;
-    memcpy(&m, &bits, sizeof m);
-    const int low = m < 0.70710678118654752f;
-    const float e_low = e - 1.0f, m_low = (m + m) - 1.0f, m_high = m - 1.0f;
-    e = low ? e_low : e;
-    m = low ? m_low : m_high;
-    const float z = m * m;
-    float y = ((((((((7.0376836292e-2f * m - 1.1514610310e-1f) * m + 1.1676998740e-1f) * m
-                    - 1.2420140846e-1f) * m + 1.4249322787e-1f) * m - 1.6668057665e-1f) * m
-                 + 2.0000714765e-1f) * m - 2.4999993993e-1f) * m + 3.3333331174e-1f) * m * z;
-    y += -2.12194440e-4f * e;
-    y += -0.5f * z;
-    return (m + y) + 0.693359375f * e;
-}
 
 /* log1p(u) for u in [0, 1]: 2 atanh(s) with s = u / (2 + u) in [0, 1/3], its series to
  * s^13 (truncation error below 2e-8 relative; about 3e-7 relative in all, as accurate

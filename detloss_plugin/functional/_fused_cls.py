@@ -39,7 +39,6 @@ instead (recomputed from the saved inputs). Forward-mode AD and ``torch.func`` a
 not implemented: use ``fast=False`` for them.
 """
 import ctypes
-import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -78,13 +77,11 @@ def load_cls_kernel():
     global _kernel, _kernel_failed
     if _kernel is not None or _kernel_failed:
         return _kernel
-    from ._nms_kernel import _build
-    try:
-        lib = ctypes.CDLL(str(_build(_KERNEL_SOURCE, _KERNEL_FLAGS)))
-    except (OSError, RuntimeError) as err:
+    from ._nms_kernel import load_library
+    lib = load_library(_KERNEL_SOURCE, _KERNEL_FLAGS, 'classification-loss',
+                       'the plain torch code')
+    if lib is None:
         _kernel_failed = True
-        warnings.warn(f'detloss: the C classification-loss kernel is unavailable ({err}); '
-                      'using the plain torch code, which is slower on CPU.')
         return None
     kernel = {}
     for name, argtypes in _SIGNATURES.items():

@@ -62,7 +62,6 @@ implemented (they raise); use ``fast=False`` for them. Without autograd (inferen
 """
 import ctypes
 import math
-import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -360,13 +359,11 @@ def load_iou_kernel():
     global _kernel, _kernel_failed
     if _kernel is not None or _kernel_failed:
         return _kernel
-    from ._nms_kernel import _build
-    try:
-        lib = ctypes.CDLL(str(_build(_KERNEL_SOURCE, _KERNEL_FLAGS)))
-    except (OSError, RuntimeError) as err:
+    from ._nms_kernel import load_library
+    lib = load_library(_KERNEL_SOURCE, _KERNEL_FLAGS, 'IoU-loss',
+                       'the torch implementation of the fast path')
+    if lib is None:
         _kernel_failed = True
-        warnings.warn(f'detloss: the C IoU-loss kernel is unavailable ({err}); using the '
-                      'torch implementation of the fast path, which is slower on CPU.')
         return None
     head = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_float, ctypes.c_float,
             ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]

@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
-__all__ = ['load_kernel']
+__all__ = ['load_kernel', 'load_library']
 
 _SOURCE = Path(__file__).resolve().parent.parent / 'csrc' / 'diou_nms.c'
 _FLAGS = ['-O3', '-shared', '-fPIC', '-ffp-contract=off', '-std=c99']
@@ -36,7 +36,9 @@ def _build(source: Path, flags=None) -> Path:
     """Compile ``source`` (a C file) with ``flags`` (default: this kernel's) into the
     cache, once per source and flags; also used for ``csrc/iou_family.c``."""
     flags = _FLAGS if flags is None else list(flags)
-    digest = hashlib.sha256(source.read_bytes() + ' '.join(flags).encode()).hexdigest()[:16]
+    content = source.read_bytes() + b''.join(
+        h.read_bytes() for h in sorted(source.parent.glob('*.h')))  # included headers
+    digest = hashlib.sha256(content + ' '.join(flags).encode()).hexdigest()[:16]
     cache = Path(os.environ.get('DETLOSS_CACHE_DIR', Path.home() / '.cache' / 'detloss_plugin'))
     target = cache / f'{source.stem}_{digest}.so'
     if target.exists():
@@ -59,17 +61,25 @@ def _build(source: Path, flags=None) -> Path:
     return target
 
 
+def load_library(source: Path, flags, what: str, fallback: str):
+    """Build (once) and load the C file ``source``; on failure warn, naming ``what``
+    and the ``fallback`` that runs instead, and return None."""
+    try:
+        return ctypes.CDLL(str(_build(source, flags)))
+    except (OSError, RuntimeError) as err:
+        warnings.warn(f'detloss: the C {what} kernel is unavailable ({err}); using '
+                      f'{fallback}, which is slower on CPU.')
+        return None
+
+
 def load_kernel():
     """The ctypes function ``detloss_diou_nms_f32``, or ``None`` if it cannot be built."""
     global _kernel, _failed
     if _kernel is not None or _failed:
         return _kernel
-    try:
-        lib = ctypes.CDLL(str(_build(_SOURCE)))
-    except (OSError, RuntimeError) as err:
+    lib = load_library(_SOURCE, None, 'DIoU-NMS', 'the portable torch implementation')
+    if lib is None:
         _failed = True
-        warnings.warn(f'detloss: the C DIoU-NMS kernel is unavailable ({err}); using the '
-                      'portable torch implementation, which is slower on CPU.')
         return None
     fn = lib.detloss_diou_nms_f32
     fn.restype = ctypes.c_int64
