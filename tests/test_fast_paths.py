@@ -240,10 +240,10 @@ def test_kernel_float32_close_to_float64_reference(name):
 
 def test_kernel_unavailable_falls_back_to_torch(monkeypatch, tmp_path):
     # no C compiler: a warning, then the torch implementation (same values)
-    from detloss_plugin.functional import _nms_kernel
-    monkeypatch.setattr(_fused_iou, '_kernel', None)
-    monkeypatch.setattr(_fused_iou, '_kernel_failed', False)
-    monkeypatch.setattr(_nms_kernel, '_compiler', lambda: None)
+    from detloss_plugin.functional import _kernels
+    monkeypatch.setattr(_fused_iou.IOU_KERNEL, '_bound', None)
+    monkeypatch.setattr(_fused_iou.IOU_KERNEL, '_failed', False)
+    monkeypatch.setattr(_kernels, '_compiler', lambda: None)
     monkeypatch.setenv('DETLOSS_CACHE_DIR', str(tmp_path))
     pred = random_boxes(8, seed=24, dtype=torch.float32).requires_grad_()
     target = random_boxes(8, seed=25, dtype=torch.float32)

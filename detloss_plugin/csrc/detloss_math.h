@@ -7,6 +7,11 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
+/* How a focal power x^gamma is computed, as torch computes pow: x^0.5 as sqrt(x), x^1
+ * as x, x^2 as x * x, x^0 as 1, anything else generically. The Python side passes
+ * these codes (detloss_plugin/functional/_kernels.py, POW_MODES). */
+enum { POW_GENERIC = 0, POW_ZERO = 1, POW_HALF = 2, POW_ONE = 3, POW_TWO = 4 };
+
 INLINE float max_f(float a, float b) { return a > b ? a : b; }
 
 /* natural log of a positive normal float, Cephes logf's polynomial, branch-free */

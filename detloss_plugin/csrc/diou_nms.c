@@ -16,7 +16,7 @@
  * suppressed is evaluated again and stays suppressed (flags are or-ed), which is
  * cheaper than a branch per pair.
  *
- * Built on first use by detloss_plugin/functional/_nms_kernel.py with the system C
+ * Built on first use by detloss_plugin/functional/_kernels.py with the system C
  * compiler and loaded through ctypes (no Python or torch headers involved).
  */
 #include <math.h>

@@ -25,9 +25,6 @@
 
 enum { IOU_LINEAR = 0, IOU_LOG = 1, GIOU = 2, DIOU = 3, CIOU = 4, EIOU = 5, FOCAL_EIOU = 6 };
 enum { ALPHA_GATE = 1, AUTHORS_GRADIENT = 2, DETACH_WEIGHT = 4 };
-/* how the focal weight IoU^gamma is computed: torch computes x^0.5 as sqrt(x),
- * x^1 as x, x^2 as x * x, x^0 as 1 */
-enum { POW_GENERIC = 0, POW_ZERO = 1, POW_HALF = 2, POW_ONE = 3, POW_TWO = 4 };
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define DETLOSS_CLONES __attribute__((target_clones("avx2", "default")))

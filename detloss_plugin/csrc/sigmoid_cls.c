@@ -24,8 +24,6 @@
 
 #include "detloss_math.h"
 
-/* how the focal factor (1 - p_t)^gamma is computed, as torch computes pow */
-enum { POW_GENERIC = 0, POW_ZERO = 1, POW_HALF = 2, POW_ONE = 3, POW_TWO = 4 };
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define DETLOSS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))

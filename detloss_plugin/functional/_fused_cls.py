@@ -39,23 +39,17 @@ instead (recomputed from the saved inputs). Forward-mode AD and ``torch.func`` a
 not implemented: use ``fast=False`` for them.
 """
 import ctypes
-from pathlib import Path
 from typing import Optional
 
 import torch
 from torch import Tensor
 
+from ._kernels import POW_MODES, VECTOR_FLAGS, CompiledLibrary
+
 __all__ = ['load_cls_kernel', 'cls_kernel_for', 'sigmoid_focal', 'ghmc_regions',
            'ghmc_weighted_bce', 'MAX_GHM_BINS']
 
-_KERNEL_SOURCE = Path(__file__).resolve().parent.parent / 'csrc' / 'sigmoid_cls.c'
-# as the IoU kernel: vectorisable selects and square roots, no fused multiply-add
-_KERNEL_FLAGS = ('-O3', '-shared', '-fPIC', '-ffp-contract=off', '-fno-trapping-math',
-                 '-fno-math-errno', '-std=c99')
-_POW_MODES = {0.0: 1, 0.5: 2, 1.0: 3, 2.0: 4}   # exact forms torch also uses; else exp/log
 MAX_GHM_BINS = 254                               # regions fit a uint8 (255: invalid)
-_kernel = None
-_kernel_failed = False
 # None: the kernel for float32/half CPU tensors when it can be built, else the plain
 # code; False: always the plain code; True: like None, but an error instead of the
 # fallback when the kernel cannot be built.
@@ -71,25 +65,24 @@ _SIGNATURES = {
 }
 
 
-def load_cls_kernel():
-    """The compiled kernel's functions (a dict by C name), or None if it cannot be
-    built (no C compiler): the callers then run the plain torch code."""
-    global _kernel, _kernel_failed
-    if _kernel is not None or _kernel_failed:
-        return _kernel
-    from ._nms_kernel import load_library
-    lib = load_library(_KERNEL_SOURCE, _KERNEL_FLAGS, 'classification-loss',
-                       'the plain torch code')
-    if lib is None:
-        _kernel_failed = True
-        return None
+def _bind_cls(lib):
     kernel = {}
     for name, argtypes in _SIGNATURES.items():
         fn = getattr(lib, name)
         fn.restype, fn.argtypes = None, argtypes
         kernel[name] = fn
-    _kernel = kernel
-    return _kernel
+    return kernel
+
+
+# csrc/sigmoid_cls.c (the same build flags as the IoU kernel); load() gives its
+# functions by C name, or None without a C compiler (the callers run the plain code)
+CLS_KERNEL = CompiledLibrary('sigmoid_cls.c', VECTOR_FLAGS, 'classification-loss',
+                             'the plain torch code', _bind_cls)
+
+
+def load_cls_kernel():
+    """The compiled kernel's functions (a dict by C name), or None."""
+    return CLS_KERNEL.load()
 
 
 def cls_kernel_for(*tensors: Tensor, cpu_kernel: Optional[bool] = None):
@@ -132,7 +125,7 @@ def _focal_loss(kernel, x: Tensor, t: Tensor, alpha: Optional[Tensor], gamma: fl
                 ) -> Tensor:
     out = torch.empty_like(x)
     kernel['detloss_sigmoid_focal_loss_f32'](
-        _POW_MODES.get(float(gamma), 0), float(gamma), _ptr(alpha), x.data_ptr(),
+        POW_MODES.get(float(gamma), 0), float(gamma), _ptr(alpha), x.data_ptr(),
         t.data_ptr(), x.shape[0], x.shape[1], out.data_ptr())
     return out
 
@@ -159,7 +152,7 @@ class _SigmoidFocal(torch.autograd.Function):
         g, row_stride, per_element = _grad_operand(grad)
         out = torch.empty_like(logits)
         ctx.kernel['detloss_sigmoid_focal_grad_f32'](
-            _POW_MODES.get(float(ctx.gamma), 0), float(ctx.gamma), _ptr(alpha),
+            POW_MODES.get(float(ctx.gamma), 0), float(ctx.gamma), _ptr(alpha),
             logits.data_ptr(), targets.data_ptr(), logits.shape[0], logits.shape[1],
             g.data_ptr(), row_stride, per_element, out.data_ptr())
         return out, None, None, None, None, None

@@ -62,13 +62,13 @@ implemented (they raise); use ``fast=False`` for them. Without autograd (inferen
 """
 import ctypes
 import math
-from pathlib import Path
 from typing import Optional
 
 import torch
 from torch import Tensor
 
 from ._checks import saturating_cast
+from ._kernels import POW_MODES, VECTOR_FLAGS, CompiledLibrary
 
 __all__ = ['fused_iou_family']
 
@@ -329,42 +329,23 @@ def _as_rows(x: Tensor) -> Tensor:
     return x
 
 
-def _grad_rows(jac: Tensor, grad: Tensor, shape, dtype) -> Tensor:
-    """``grad[i] * jac[:, i]`` as a contiguous ``Tensor[..., 4]`` of ``shape``."""
+def _grad_rows(jac: Tensor, grad: Tensor) -> Tensor:
+    """``grad[i] * jac[:, i]`` as a contiguous ``Tensor[n, 4]``, in jac's dtype."""
     out = torch.empty((jac.shape[1], 4), dtype=jac.dtype, device=jac.device)
     torch.mul(jac, grad, out=out.t())   # one pass, written straight into (n, 4) rows
-    return saturating_cast(out.view(shape), dtype)  # half: saturate, never Inf
+    return out
 
 
 # ---- CPU kernel (csrc/iou_family.c) --------------------------------------------------
 
-_KERNEL_SOURCE = Path(__file__).resolve().parent.parent / 'csrc' / 'iou_family.c'
-# -fno-trapping-math / -fno-math-errno let the compiler vectorise the selects and the
-# square root; no flag changes a rounding (-ffp-contract=off: no fused multiply-add).
-_KERNEL_FLAGS = ('-O3', '-shared', '-fPIC', '-ffp-contract=off', '-fno-trapping-math',
-                 '-fno-math-errno', '-std=c99')
 _KIND_CODES = {kind: code for code, kind in enumerate(KINDS)}
-_POW_MODES = {0.0: 1, 0.5: 2, 1.0: 3, 2.0: 4}   # exact forms torch also uses; else powf
-_kernel = None
-_kernel_failed = False
 # None: the compiled kernel for float32/half CPU tensors when it can be built, else the
 # torch implementation; False: always the torch implementation; True: like None, but
 # an error instead of the fallback when the kernel cannot be built.
 CPU_KERNEL: Optional[bool] = None
 
 
-def load_iou_kernel():
-    """``(loss_fn, grad_fn)`` of the compiled CPU kernel, or None if it cannot be built
-    (no C compiler): then the torch implementation above runs on the CPU too."""
-    global _kernel, _kernel_failed
-    if _kernel is not None or _kernel_failed:
-        return _kernel
-    from ._nms_kernel import load_library
-    lib = load_library(_KERNEL_SOURCE, _KERNEL_FLAGS, 'IoU-loss',
-                       'the torch implementation of the fast path')
-    if lib is None:
-        _kernel_failed = True
-        return None
+def _bind_iou(lib):
     head = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_float, ctypes.c_float,
             ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
     loss_fn = lib.detloss_iou_family_loss_f32
@@ -373,8 +354,18 @@ def load_iou_kernel():
     grad_fn.restype = None
     grad_fn.argtypes = head + [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
                                ctypes.c_void_p]
-    _kernel = (loss_fn, grad_fn)
-    return _kernel
+    return loss_fn, grad_fn
+
+
+# csrc/iou_family.c; load() gives (loss_fn, grad_fn), or None without a C compiler (then
+# the torch implementation above runs on the CPU too)
+IOU_KERNEL = CompiledLibrary('iou_family.c', VECTOR_FLAGS, 'IoU-loss',
+                             'the torch implementation of the fast path', _bind_iou)
+
+
+def load_iou_kernel():
+    """``(loss_fn, grad_fn)`` of the compiled CPU kernel, or None."""
+    return IOU_KERNEL.load()
 
 
 def _kernel_usable(pred: Tensor, target: Tensor, eps: float, cpu_kernel: Optional[bool]):
@@ -394,7 +385,7 @@ def _kernel_usable(pred: Tensor, target: Tensor, eps: float, cpu_kernel: Optiona
 
 def _kernel_args(kind, eps, gamma, alpha_gate, authors_gradient, detach_weight):
     flags = int(alpha_gate) | 2 * int(authors_gradient) | 4 * int(detach_weight)
-    return (_KIND_CODES[kind], flags, _POW_MODES.get(float(gamma), 0), float(eps),
+    return (_KIND_CODES[kind], flags, POW_MODES.get(float(gamma), 0), float(eps),
             float(gamma))
 
 
@@ -480,8 +471,9 @@ class _FusedIoUFamily(torch.autograd.Function):
             grad = grad.reshape(-1).to(work.dtype)
             if scale is not None:
                 grad = grad * scale
-            gp = _grad_rows(jp, grad, pred.shape, pred.dtype) if jp is not None else None
-            gt = _grad_rows(jt, grad, target.shape, target.dtype) if jt is not None else None
+            gp = _grad_rows(jp, grad) if jp is not None else None
+            gt = _grad_rows(jt, grad) if jt is not None else None
+        # back to the inputs' shape and dtype (half precision: saturated, never Inf)
         if gp is not None:
             gp = saturating_cast(gp.view(pred.shape), pred.dtype)
         if gt is not None:

@@ -27,13 +27,28 @@ Two implementations compute the same decisions (unions and diagonals are clamped
 ``backend='auto'`` takes ``'c'`` for float32/half tensors on the CPU when the kernel
 can be built, else ``'torch'``.
 """
+import ctypes
+
 import torch
 from torch import Tensor
 
 from ._checks import check_choice, check_positive
-from ._nms_kernel import load_kernel
+from ._kernels import BASE_FLAGS, CompiledLibrary
 
 __all__ = ['diou_nms', 'batched_diou_nms', 'NMS_BACKENDS']
+
+
+def _bind_nms(lib):
+    fn = lib.detloss_diou_nms_f32
+    fn.restype = ctypes.c_int64
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_float,
+                   ctypes.c_float, ctypes.c_void_p, ctypes.c_void_p]
+    return fn
+
+
+# the C greedy loop (csrc/diou_nms.c); load() gives the ctypes function or None
+NMS_KERNEL = CompiledLibrary('diou_nms.c', BASE_FLAGS, 'DIoU-NMS',
+                             'the portable torch implementation', _bind_nms)
 
 NMS_BACKENDS = ('auto', 'c', 'torch')
 _EPS = 1e-12
@@ -149,7 +164,7 @@ def diou_nms(boxes: Tensor, scores: Tensor, iou_threshold: float, beta: float = 
         if backend == 'c' and not usable:
             raise ValueError(f"backend='c' needs CPU tensors in float32 or half, got "
                              f'{sorted_boxes.dtype} on {sorted_boxes.device}')
-        kernel = load_kernel() if usable else None
+        kernel = NMS_KERNEL.load() if usable else None
         if backend == 'c' and kernel is None:
             raise RuntimeError("backend='c': the C DIoU-NMS kernel could not be built")
     if kernel is not None:
