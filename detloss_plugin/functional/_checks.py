@@ -33,10 +33,11 @@ def check_boxes(pred: Tensor, target: Tensor) -> None:
     check_same_shape(pred, target)
 
 
-def check_same_shape(pred: Tensor, target: Tensor, target_name: str = 'target') -> None:
+def check_same_shape(pred: Tensor, target: Tensor, target_name: str = 'target',
+                     pred_name: str = 'pred') -> None:
     if pred.shape != target.shape:
         raise ValueError(
-            f'{target_name} must have the shape of pred {tuple(pred.shape)}, got '
+            f'{target_name} must have the shape of {pred_name} {tuple(pred.shape)}, got '
             f'{tuple(target.shape)}')
 
 

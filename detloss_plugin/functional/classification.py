@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import _fused_cls
-from ._checks import check_choice, check_positive, check_tensor, upcast
+from ._checks import check_choice, check_positive, check_same_shape, check_tensor, upcast
 
 __all__ = [
     'labels_to_one_hot', 'probs_to_logits',
@@ -51,9 +51,7 @@ def _check_logits(logits: Tensor, name: str = 'logits') -> None:
 def _check_targets(logits: Tensor, targets: Tensor) -> None:
     _check_logits(logits)
     check_tensor('targets', targets)
-    if targets.shape != logits.shape:
-        raise ValueError(f'targets must have the shape of logits {tuple(logits.shape)}, '
-                         f'got {tuple(targets.shape)}')
+    check_same_shape(logits, targets, 'targets', 'logits')
 
 
 def _check_labels(logits: Tensor, labels: Tensor) -> None:
@@ -90,8 +88,17 @@ def _safe_pow(base: Tensor, gamma: float) -> Tensor:
     return base.clamp(min=torch.finfo(base.dtype).tiny).pow(gamma)
 
 
-def _valid_labels(labels: Tensor, num_columns: int, ignore_index: int) -> Tensor:
-    return (labels >= 0) & (labels < num_columns) & (labels != ignore_index)
+def _split_labels(labels: Tensor, num_columns: int, ignore_index: int):
+    """``(valid, safe)``: the rows whose label is a column and not ``ignore_index``, and
+    the labels with every other row set to column 0 (so that ``gather``/``one_hot``
+    work; the callers zero those rows' loss)."""
+    valid = (labels >= 0) & (labels < num_columns) & (labels != ignore_index)
+    return valid, torch.where(valid, labels, torch.zeros_like(labels))
+
+
+def _label_log_prob(logits: Tensor, labels: Tensor) -> Tensor:
+    """``log softmax(logits)[i, labels[i]]``, ``Tensor[N]``."""
+    return logits.log_softmax(-1).gather(1, labels.unsqueeze(1)).squeeze(1)
 
 
 def labels_to_one_hot(labels: Tensor, num_classes: int, dtype: torch.dtype = torch.float32
@@ -202,9 +209,8 @@ def softmax_cross_entropy(logits: Tensor, labels: Tensor,
     """
     _check_labels(logits, labels)
     logits, dtype = upcast(logits)
-    valid = _valid_labels(labels, logits.shape[1], ignore_index)
-    safe = torch.where(valid, labels, torch.zeros_like(labels))
-    loss = -logits.log_softmax(-1).gather(1, safe.unsqueeze(1)).squeeze(1)
+    valid, safe = _split_labels(labels, logits.shape[1], ignore_index)
+    loss = -_label_log_prob(logits, safe)
     if class_weight is not None:
         loss = loss * class_weight.to(loss.dtype)[safe]
     return torch.where(valid, loss, torch.zeros_like(loss)).to(dtype)
@@ -283,9 +289,8 @@ def softmax_focal_loss(logits: Tensor, labels: Tensor, alpha: AlphaType = None,
     _check_gamma(gamma)
     check_alpha(alpha, None, unit_interval=False)
     logits, dtype = upcast(logits)
-    valid = _valid_labels(labels, logits.shape[1], ignore_index)
-    safe = torch.where(valid, labels, torch.zeros_like(labels))
-    logp = logits.log_softmax(-1).gather(1, safe.unsqueeze(1)).squeeze(1)
+    valid, safe = _split_labels(labels, logits.shape[1], ignore_index)
+    logp = _label_log_prob(logits, safe)
     loss = -_safe_pow(-torch.expm1(logp), gamma) * logp
     alpha_t = _alpha_tensor(alpha, logits)
     if alpha_t is not None:
@@ -390,8 +395,7 @@ def softmax_anchor_loss(logits: Tensor, labels: Tensor, gamma: float = 0.5,
         raise ValueError(f'softmax anchor loss needs at least 2 columns, got {logits.shape[1]}')
     logits, dtype = upcast(logits)
     num = logits.shape[1]
-    valid = _valid_labels(labels, num, ignore_index)
-    safe = torch.where(valid, labels, torch.zeros_like(labels))
+    valid, safe = _split_labels(labels, num, ignore_index)
     onehot = F.one_hot(safe, num).to(logits.dtype)
     with torch.no_grad():  # anchors without gradient
         pd = logits.detach().softmax(-1)
@@ -461,9 +465,8 @@ def softmax_symmetric_ce(logits: Tensor, labels: Tensor, alpha: float = 0.1,
     _check_labels(logits, labels)
     _check_sce(alpha, beta, log_zero)
     logits, dtype = upcast(logits)
-    valid = _valid_labels(labels, logits.shape[1], ignore_index)
-    safe = torch.where(valid, labels, torch.zeros_like(labels))
-    logp = logits.log_softmax(-1).gather(1, safe.unsqueeze(1)).squeeze(1)
+    valid, safe = _split_labels(labels, logits.shape[1], ignore_index)
+    logp = _label_log_prob(logits, safe)
     loss = -alpha * logp + beta * log_zero * torch.expm1(logp)
     return torch.where(valid, loss, torch.zeros_like(loss)).to(dtype)
 
@@ -526,5 +529,5 @@ def seesaw_ce_loss(logits: Tensor, labels: Tensor, cum_samples: Tensor, p: float
             ratio = scores / self_scores
             log_s = log_s + torch.where(ratio > 1, ratio.pow(q), torch.ones_like(ratio)).log()
     adjusted = logits + log_s * (1 - onehot)
-    loss = -adjusted.log_softmax(-1).gather(1, safe.unsqueeze(1)).squeeze(1)
+    loss = -_label_log_prob(adjusted, safe)
     return loss.to(dtype)

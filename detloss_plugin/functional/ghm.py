@@ -95,7 +95,6 @@ def ghm_weights(g: Tensor, valid: Tensor, edges: Tensor, momentum: float = 0.0,
             DDP over ``W`` ranks, equals the single-process loss of the whole batch.
             Every rank must make the same calls (true for a head's per-level loss).
     """
-    _check_momentum(momentum)
     bins = edges.numel() - 1
     g = g.detach()
     edges = edges.to(device=g.device, dtype=g.dtype)
@@ -109,7 +108,8 @@ def ghm_weights(g: Tensor, valid: Tensor, edges: Tensor, momentum: float = 0.0,
     return GHMWeights(weight, total.to(g.dtype), new_acc)
 
 
-def _check_momentum(momentum: float) -> None:
+def check_momentum(momentum: float) -> None:
+    """``momentum`` is a number in [0, 1)."""
     check_positive('momentum', momentum, allow_zero=True)
     if momentum >= 1:
         raise ValueError(f'momentum must be in [0, 1), got {momentum}')
@@ -121,6 +121,7 @@ def _region_weights(stats: Tensor, momentum: float, acc_sum: Optional[Tensor], s
     ``Tensor[bins]`` (float64, 0 for empty regions), the normaliser (float64, divided
     by the number of synchronised ranks) and the updated moving average (float32, or
     None). ``stats`` is summed over ranks first when ``sync`` applies."""
+    check_momentum(momentum)
     bins = stats.numel() - 1
     world = _dist_world_size() if sync else 1
     if world > 1:
@@ -181,7 +182,6 @@ def ghmc_loss(logits: Tensor, targets: Tensor, valid: Tensor, bins: int = 10,
     kernel = (_fused_cls.cls_kernel_for(logits, targets)
               if fast and bins <= _fused_cls.MAX_GHM_BINS else None)
     if kernel is not None:
-        _check_momentum(momentum)
         region, stats, bce = _fused_cls.ghmc_regions(kernel, logits, targets, valid, edges)
         per_bin, total, new_acc = _region_weights(stats, momentum, acc_sum, sync)
         loss = _fused_cls.ghmc_weighted_bce(kernel, logits, targets, region, per_bin, bce)

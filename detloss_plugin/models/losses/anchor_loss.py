@@ -4,10 +4,6 @@ Call contract: :mod:`detloss_plugin.models.losses.cls_base`. The maths and the
 adaptation to detection are in :func:`detloss_plugin.functional.sigmoid_anchor_loss`
 and :func:`detloss_plugin.functional.softmax_anchor_loss`.
 """
-from typing import Optional, Union
-
-from torch import Tensor
-
 from detloss_plugin.functional import classification as F
 from detloss_plugin.registry import MODELS
 from .cls_base import ClassificationLoss
@@ -50,17 +46,12 @@ class AnchorLoss(ClassificationLoss):
         self.slack = float(slack)
         self.anchor = anchor
 
-    def forward(self, cls_score: Tensor, label: Tensor, weight: Optional[Tensor] = None,
-                avg_factor: Optional[Union[float, Tensor]] = None,
-                reduction_override: Optional[str] = None, **kwargs) -> Tensor:
-        if self.use_sigmoid:
-            logits, targets, weight = self.sigmoid_inputs(cls_score, label, weight)
-            loss = F.sigmoid_anchor_loss(logits, targets, self.gamma, self.slack, self.anchor)
-        else:
-            logits, label, weight = self.softmax_inputs(cls_score, label, weight)
-            loss = F.softmax_anchor_loss(logits, label, self.gamma, self.slack, self.anchor,
-                                         self.ignore_index)
-        return self.reduce(loss, weight, avg_factor, reduction_override)
+    def sigmoid_loss(self, logits, targets):
+        return F.sigmoid_anchor_loss(logits, targets, self.gamma, self.slack, self.anchor)
+
+    def softmax_loss(self, logits, labels):
+        return F.softmax_anchor_loss(logits, labels, self.gamma, self.slack, self.anchor,
+                                     self.ignore_index)
 
     def extra_repr(self) -> str:
         return (super().extra_repr()

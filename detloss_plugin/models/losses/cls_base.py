@@ -26,7 +26,7 @@ from the built loss: always write ``use_sigmoid`` in configs.
 Half-precision scores are computed and reduced in float32 and the loss is returned in
 float32 (a sum over ~10^5 anchors overflows float16).
 """
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -38,7 +38,8 @@ __all__ = ['ClassificationLoss']
 
 
 class ClassificationLoss(BaseLoss):
-    """Base of the classification losses: input handling for both forms."""
+    """Base of the classification losses: input handling for both forms. Subclasses
+    implement :meth:`sigmoid_loss` and/or :meth:`softmax_loss`, or ``forward``."""
 
     #: whether the loss has a softmax form (GHM-C does not)
     supports_softmax = True
@@ -63,6 +64,26 @@ class ClassificationLoss(BaseLoss):
         self.use_sigmoid = use_sigmoid
         self.activated = bool(activated)
         self.ignore_index = ignore_index
+
+    # -- the loss -----------------------------------------------------------------
+    def sigmoid_loss(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """Element-wise loss ``Tensor[N, C]`` of the sigmoid form."""
+        raise NotImplementedError
+
+    def softmax_loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """Per-sample loss ``Tensor[N]`` of the softmax form."""
+        raise NotImplementedError
+
+    def forward(self, cls_score: Tensor, label: Tensor, weight: Optional[Tensor] = None,
+                avg_factor: Optional[Union[float, Tensor]] = None,
+                reduction_override: Optional[str] = None, **kwargs) -> Tensor:
+        if self.use_sigmoid:
+            logits, targets, weight = self.sigmoid_inputs(cls_score, label, weight)
+            loss = self.sigmoid_loss(logits, targets)
+        else:
+            logits, label, weight = self.softmax_inputs(cls_score, label, weight)
+            loss = self.softmax_loss(logits, label)
+        return self.reduce(loss, weight, avg_factor, reduction_override)
 
     # -- inputs -------------------------------------------------------------------
     def _logits(self, cls_score: Tensor) -> Tensor:

@@ -4,7 +4,7 @@ Call contract: :mod:`detloss_plugin.models.losses.cls_base`. The maths is in
 :func:`detloss_plugin.functional.sigmoid_focal_loss` and
 :func:`detloss_plugin.functional.softmax_focal_loss`.
 """
-from typing import Optional, Sequence, Union
+from typing import Sequence, Union
 
 import torch
 from torch import Tensor
@@ -62,18 +62,12 @@ class FocalLoss(ClassificationLoss):
                              f'columns')
         return self.alpha
 
-    def forward(self, cls_score: Tensor, label: Tensor, weight: Optional[Tensor] = None,
-                avg_factor: Optional[Union[float, Tensor]] = None,
-                reduction_override: Optional[str] = None, **kwargs) -> Tensor:
-        if self.use_sigmoid:
-            logits, targets, weight = self.sigmoid_inputs(cls_score, label, weight)
-            loss = F.sigmoid_focal_loss(logits, targets, self._alpha(logits.shape[1]),
-                                        self.gamma)
-        else:
-            logits, label, weight = self.softmax_inputs(cls_score, label, weight)
-            loss = F.softmax_focal_loss(logits, label, self._alpha(logits.shape[1]),
-                                        self.gamma, self.ignore_index)
-        return self.reduce(loss, weight, avg_factor, reduction_override)
+    def sigmoid_loss(self, logits, targets):
+        return F.sigmoid_focal_loss(logits, targets, self._alpha(logits.shape[1]), self.gamma)
+
+    def softmax_loss(self, logits, labels):
+        return F.softmax_focal_loss(logits, labels, self._alpha(logits.shape[1]), self.gamma,
+                                    self.ignore_index)
 
     def extra_repr(self) -> str:
         alpha = self.alpha.tolist() if isinstance(self.alpha, Tensor) else self.alpha

@@ -43,9 +43,7 @@ __all__ = ['GHMC', 'GHMR']
 
 def _check_ghm(bins: int, momentum: float) -> None:
     G.ghm_edges(bins, 1.0)  # validates bins
-    check_positive('momentum', momentum, allow_zero=True)
-    if momentum >= 1:
-        raise ValueError(f'momentum must be in [0, 1), got {momentum}')
+    G.check_momentum(momentum)
 
 
 class _GHMState:

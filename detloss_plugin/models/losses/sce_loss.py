@@ -4,10 +4,6 @@ Call contract: :mod:`detloss_plugin.models.losses.cls_base`. The maths is in
 :func:`detloss_plugin.functional.softmax_symmetric_ce` and
 :func:`detloss_plugin.functional.sigmoid_symmetric_ce`.
 """
-from typing import Optional, Union
-
-from torch import Tensor
-
 from detloss_plugin.functional import classification as F
 from detloss_plugin.registry import MODELS
 from .cls_base import ClassificationLoss
@@ -44,18 +40,12 @@ class SymmetricCELoss(ClassificationLoss):
         self.beta = float(beta)
         self.log_zero = float(log_zero)
 
-    def forward(self, cls_score: Tensor, label: Tensor, weight: Optional[Tensor] = None,
-                avg_factor: Optional[Union[float, Tensor]] = None,
-                reduction_override: Optional[str] = None, **kwargs) -> Tensor:
-        if self.use_sigmoid:
-            logits, targets, weight = self.sigmoid_inputs(cls_score, label, weight)
-            loss = F.sigmoid_symmetric_ce(logits, targets, self.alpha, self.beta,
-                                          self.log_zero)
-        else:
-            logits, label, weight = self.softmax_inputs(cls_score, label, weight)
-            loss = F.softmax_symmetric_ce(logits, label, self.alpha, self.beta, self.log_zero,
-                                          self.ignore_index)
-        return self.reduce(loss, weight, avg_factor, reduction_override)
+    def sigmoid_loss(self, logits, targets):
+        return F.sigmoid_symmetric_ce(logits, targets, self.alpha, self.beta, self.log_zero)
+
+    def softmax_loss(self, logits, labels):
+        return F.softmax_symmetric_ce(logits, labels, self.alpha, self.beta, self.log_zero,
+                                      self.ignore_index)
 
     def extra_repr(self) -> str:
         return (super().extra_repr()
