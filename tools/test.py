@@ -33,8 +33,7 @@ from mmengine.dist import is_main_process  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from detloss_plugin.engine import (enable_safe_checkpoint_loading,  # noqa: E402
-                                   setup_device_and_launcher)
+from detloss_plugin.engine import setup_device_and_launcher  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -97,7 +96,6 @@ def main(argv=None):
     args = parse_args(argv)
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise SystemExit(f'--out must name a .pkl file, got {args.out!r}')
-    enable_safe_checkpoint_loading()
     cfg = build_cfg(args)
     setup_device_and_launcher(cfg, args.launcher)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)

@@ -34,8 +34,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from detloss_plugin.engine import (enable_safe_checkpoint_loading,  # noqa: E402
-                                   setup_device_and_launcher)
+from detloss_plugin.engine import setup_device_and_launcher  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -96,7 +95,6 @@ def build_cfg(args) -> Config:
 
 def main(argv=None):
     args = parse_args(argv)
-    enable_safe_checkpoint_loading()
     cfg = build_cfg(args)
     setup_device_and_launcher(cfg, args.launcher)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)

@@ -87,21 +87,18 @@ def _draw_curves(ax_loss, ax_map, scalars: Dict[str, List[Dict]], label: str = '
     ax_map.grid(alpha=0.3)
 
 
-def plot_curves(work_dir: str, out_file: str, title: Optional[str] = None) -> str:
-    """Loss and mAP curves of the run in ``work_dir``, written to ``out_file``."""
-    scalars = read_scalars(work_dir)
-    fig = _figure((11, 4))
-    ax_loss, ax_map = fig.subplots(1, 2)
-    _draw_curves(ax_loss, ax_map, scalars)
-    for ax in (ax_loss, ax_map):
-        if ax.lines:
-            ax.legend(fontsize=8)
+def _save(fig, out_file: str, title: Optional[str]) -> str:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
     fig.savefig(out_file)
     return out_file
+
+
+def plot_curves(work_dir: str, out_file: str, title: Optional[str] = None) -> str:
+    """Loss and mAP curves of the run in ``work_dir``, written to ``out_file``."""
+    return plot_training_report(work_dir, out_file, title=title)
 
 
 def _draw_predictions(ax, img_path: str, gts: Sequence[Dict], dets: Sequence[Dict],
@@ -168,12 +165,7 @@ def plot_training_report(work_dir: str, out_file: str, pred_json: Optional[str] 
             shown = sum(d['score'] >= score_thr for d in dets)
             ax.set_title(f"val image {im['id']}: {shown} predicted, {len(gts)} annotated",
                          fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
-    fig.savefig(out_file)
-    return out_file
+    return _save(fig, out_file, title)
 
 
 def plot_comparison(runs: Dict[str, str], out_file: str, final: Optional[Dict[str, Dict]] = None,
@@ -210,9 +202,4 @@ def plot_comparison(runs: Dict[str, str], out_file: str, final: Optional[Dict[st
     ax_bar.set_ylabel('COCO AP (val)')
     ax_bar.legend(fontsize=8)
     ax_bar.grid(axis='y', alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
-    fig.savefig(out_file)
-    return out_file
+    return _save(fig, out_file, title)
