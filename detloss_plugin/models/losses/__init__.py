@@ -6,10 +6,12 @@ from .focal_loss import FocalLoss
 from .ghm_loss import GHMC, GHMR
 from .sce_loss import SymmetricCELoss
 from .seesaw_loss import SeesawLoss
+from .ranking_loss import APLoss, DRLoss
 
 __all__ = [
     'IoULoss', 'GIoULoss', 'DIoULoss', 'CIoULoss', 'EfficientIoULoss', 'FocalEIoULoss',
     'L1Loss', 'MSELoss', 'SmoothL1Loss', 'FocalL1Loss',
     'CrossEntropyLoss', 'FocalLoss', 'GHMC', 'GHMR', 'AnchorLoss', 'SymmetricCELoss',
     'SeesawLoss',
+    'APLoss', 'DRLoss',
 ]

@@ -1,0 +1,3 @@
+from .ranking_retina_head import RankingRetinaHead
+
+__all__ = ['RankingRetinaHead']
