@@ -122,7 +122,8 @@ def _ap_loss_forward(logits: Tensor, labels: Tensor, used: Tensor, delta: float,
       :math:`\alpha_m s_j + \beta_m` in its interval :math:`m`, with
       :math:`\alpha, \beta` prefix sums over the breakpoints.
 
-    Cost :math:`O(nC \log n)`; memory :math:`O(n)` plus a chunk of rows.
+    Cost :math:`O(nC \log n)`; memory: the update ``Tensor[n, C]`` (which also holds
+    every entry's interval between the passes), :math:`O(n)` and a chunk of rows.
     """
     n, c = logits.shape
     dev = logits.device
@@ -152,10 +153,14 @@ def _ap_loss_forward(logits: Tensor, labels: Tensor, used: Tensor, delta: float,
         above_s = sums.flip(0).cumsum(0).flip(0)[1:]
         return above_s[at] - bp[at] * above_n[at]
 
-    def pair_sums(values: Tensor, weights: Tensor, counts: Tensor, sums: Tensor) -> None:
-        m = torch.searchsorted(bp, values)
+    def pair_sums(values: Tensor, weights: Tensor, counts: Tensor, sums: Tensor,
+                  out: Optional[Tensor] = None) -> None:
+        m = torch.searchsorted(bp, values, out_int32=out is not None and
+                               out.dtype == torch.int32)
         counts.index_add_(0, m, weights)
         sums.index_add_(0, m, weights * values)
+        if out is not None:
+            out.copy_(m.view(out.shape))
 
     # a_i = 1/2 + sum_k H(s_k - s_i) over positives, k = i included (H(0) = 1/2);
     # sum_j H(v_j - s_i) = (R(s_i - delta) - R(s_i + delta)) / (2 delta), R(t) =
@@ -165,14 +170,18 @@ def _ap_loss_forward(logits: Tensor, labels: Tensor, used: Tensor, delta: float,
     pair_sums(s_safe, w_pos, counts, sums)
     a = 0.5 + (ramp(counts, sums, low_at) - ramp(counts, sums, up_at)) / two_delta
     # b_i: the same over the negatives of the whole batch, chunk by chunk
+    # The interval of every entry is kept for the second pass in the memory of the
+    # update itself (an integer view of the same size), so each entry is searched once.
     counts.zero_()
     sums.zero_()
     chunks = _chunks(n, c)
     classes = torch.arange(c, device=dev)
+    grad = torch.empty(n, c, dtype=logits.dtype, device=dev)
+    interval = grad.view(torch.int32 if grad.element_size() == 4 else torch.int64)
     for start, stop in chunks:
         v = logits[start:stop].to(f64).reshape(-1)
         w = _negatives(labels[start:stop], used[start:stop], classes).reshape(-1).to(f64)
-        pair_sums(v, w, counts, sums)
+        pair_sums(v, w, counts, sums, out=interval[start:stop])
     b = (ramp(counts, sums, low_at) - ramp(counts, sums, up_at)) / two_delta
     a = torch.where(is_pos, a, torch.ones_like(a))
     b = torch.where(is_pos, b, torch.zeros_like(b))
@@ -210,10 +219,9 @@ def _ap_loss_forward(logits: Tensor, labels: Tensor, used: Tensor, delta: float,
     alpha = torch.cat([zero, d_alpha[bp_order].cumsum(0)])
     beta = torch.cat([zero, d_beta[bp_order].cumsum(0)])
 
-    grad = torch.zeros(n, c, dtype=logits.dtype, device=dev)
     for start, stop in chunks:
         v = logits[start:stop].to(f64)
-        m = torch.searchsorted(bp, v)
+        m = interval[start:stop].long()
         g = alpha[m] * v + beta[m]
         neg = _negatives(labels[start:stop], used[start:stop], classes)
         grad[start:stop] = torch.where(neg, g, torch.zeros_like(g)).to(logits.dtype)
