@@ -82,24 +82,26 @@ def _ap(logits, labels, weights, **kw):
     return loss, x.grad
 
 
+@pytest.mark.parametrize('cpu_kernel', [False, True], ids=['torch', 'C'])
 @pytest.mark.parametrize('seed', range(6))
 @pytest.mark.parametrize('decimals', [None, 0])
-def test_ap_loss_matches_algorithm_1(seed, decimals):
+def test_ap_loss_matches_algorithm_1(seed, decimals, cpu_kernel):
     logits, labels, weights = _case(9, 4, seed, decimals=decimals)
-    loss, grad = _ap(logits, labels, weights)
+    loss, grad = _ap(logits, labels, weights, cpu_kernel=cpu_kernel)
     ref_loss, ref_update = slow_ap_loss(logits, labels, weights)
     assert loss.item() == pytest.approx(ref_loss, abs=1e-12)
     torch.testing.assert_close(grad, torch.tensor(ref_update, dtype=D), atol=1e-12, rtol=0)
 
 
-def test_ap_loss_ties_everywhere():
+@pytest.mark.parametrize('cpu_kernel', [False, True], ids=['torch', 'C'])
+def test_ap_loss_ties_everywhere(cpu_kernel):
     # every score equal: H = 1/2 for every pair. One image, 3 anchors x 2 classes,
     # positives (0, 0) and (1, 1), 4 negatives: rank_pos = 1 + 1/2, rank_all = 1.5 + 2
     # = 3.5, precision 3/7 for both, loss 1 - 3/7 = 4/7; each L_ij = 0.5 / 3.5 = 1/7,
     # a negative gets 2 * (1/7) / 2 = 1/7, a positive -(4/7) / 2 = -2/7.
     logits = torch.zeros(3, 2, dtype=D)
     labels = torch.tensor([0, 1, 2])
-    loss, grad = _ap(logits, labels, None)
+    loss, grad = _ap(logits, labels, None, cpu_kernel=cpu_kernel)
     assert loss.item() == pytest.approx(4 / 7, abs=1e-14)
     expected = torch.tensor([[-2 / 7, 1 / 7], [1 / 7, -2 / 7], [1 / 7, 1 / 7]], dtype=D)
     torch.testing.assert_close(grad, expected, atol=1e-14, rtol=0)
@@ -116,10 +118,11 @@ def test_ap_loss_single_positive():
     torch.testing.assert_close(grad, expected, atol=1e-14, rtol=0)
 
 
-def test_ap_loss_no_positive_and_all_ignored():
+@pytest.mark.parametrize('cpu_kernel', [False, True], ids=['torch', 'C'])
+def test_ap_loss_no_positive_and_all_ignored(cpu_kernel):
     logits, labels, weights = _case(7, 3, 0)
     for lab, w in ((torch.full_like(labels, 3), weights), (labels, torch.zeros_like(weights))):
-        loss, grad = _ap(logits, lab, w)
+        loss, grad = _ap(logits, lab, w, cpu_kernel=cpu_kernel)
         assert loss.item() == 0.0
         assert torch.equal(grad, torch.zeros_like(grad))
     loss, grad = _ap(torch.zeros(0, 3, dtype=D), torch.zeros(0, dtype=torch.long), None)
@@ -166,11 +169,23 @@ def test_ap_loss_delta_and_avg_factor(delta):
     torch.testing.assert_close(g1, g2, atol=1e-14, rtol=0)
 
 
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_ap_loss_c_kernel_equals_torch_path(dtype):
+    # a larger case, many entries per interval, far negatives (the kernel's shortcut)
+    logits, labels, weights = _case(3000, 7, 11, scale=2.5, dtype=dtype)
+    logits[:500] -= 20.0
+    l_t, g_t = _ap(logits, labels, weights, cpu_kernel=False)
+    l_c, g_c = _ap(logits, labels, weights, cpu_kernel=True)
+    assert l_c.item() == pytest.approx(l_t.item(), rel=1e-12)
+    tol = 1e-7 if dtype == torch.float32 else 1e-14
+    torch.testing.assert_close(g_c, g_t, atol=tol * g_t.abs().max().item(), rtol=0)
+
+
 def test_ap_loss_chunks_give_the_same_result(monkeypatch):
     logits, labels, weights = _case(40, 5, 9)
-    whole = _ap(logits, labels, weights)
+    whole = _ap(logits, labels, weights, cpu_kernel=False)
     monkeypatch.setattr(R, '_CHUNK_ELEMENTS', 7)  # 1 row per chunk
-    chunked = _ap(logits, labels, weights)
+    chunked = _ap(logits, labels, weights, cpu_kernel=False)
     assert whole[0].item() == chunked[0].item()
     torch.testing.assert_close(whole[1], chunked[1], atol=1e-15, rtol=0)
 

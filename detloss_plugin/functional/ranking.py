@@ -20,6 +20,7 @@ Labels must lie in ``0..C``. On the CPU an out-of-range label raises ``ValueErro
 on an accelerator the same condition is checked by ``torch._assert_async`` (a device
 assert, no host synchronisation).
 """
+import ctypes
 import math
 from typing import Optional, Union
 
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._checks import check_positive, check_tensor, saturating_cast
+from ._kernels import BASE_FLAGS, CompiledLibrary
 
 __all__ = ['ap_loss', 'dr_loss', 'ranking_entries', 'DR_NEG_LAMBDA']
 
@@ -39,6 +41,39 @@ DR_NEG_LAMBDA = 0.1 / math.log(3.5)
 _CHUNK_ELEMENTS = 1 << 22
 
 AvgFactor = Optional[Union[float, int, Tensor]]
+
+# None: AP-loss's two passes over the entries run in the C kernel (csrc/ap_loss.c) for
+# float32 / float64 CPU tensors when it can be built, else in torch; False: always
+# torch; True: like None, but an error instead of the fallback.
+CPU_KERNEL: Optional[bool] = None
+
+
+def _bind_ap(lib):
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    fns = {}
+    for suffix in ('f32', 'f64'):
+        f = getattr(lib, f'detloss_ap_intervals_{suffix}')
+        f.restype, f.argtypes = None, [p, p, p, i64, i64, p, i64, p, p, p]
+        g = getattr(lib, f'detloss_ap_update_{suffix}')
+        g.restype, g.argtypes = None, [p, p, p, i64, i64, p, p, p, p]
+        fns[suffix] = (f, g)
+    return fns
+
+
+AP_KERNEL = CompiledLibrary('ap_loss.c', BASE_FLAGS, 'AP-loss', 'the plain torch code',
+                            _bind_ap)
+
+
+def _ap_kernel_for(logits: Tensor, cpu_kernel: Optional[bool]):
+    if cpu_kernel is None:
+        cpu_kernel = CPU_KERNEL
+    if cpu_kernel is False:
+        return None
+    applies = logits.device.type == 'cpu' and logits.dtype in (torch.float32, torch.float64)
+    fns = AP_KERNEL.load() if applies else None
+    if cpu_kernel and applies and fns is None:
+        raise RuntimeError('the C AP-loss kernel could not be built (see the warning)')
+    return None if fns is None else fns['f32' if logits.dtype == torch.float32 else 'f64']
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -108,7 +143,7 @@ def _negatives(labels: Tensor, used: Tensor, classes: Tensor) -> Tensor:
 
 
 def _ap_loss_forward(logits: Tensor, labels: Tensor, used: Tensor, delta: float,
-                     avg_factor: AvgFactor):
+                     avg_factor: AvgFactor, cpu_kernel: Optional[bool] = None):
     r"""AP-loss value and the error-driven update w.r.t. ``logits`` (see
     :func:`ap_loss`), in float64.
 
@@ -178,10 +213,20 @@ def _ap_loss_forward(logits: Tensor, labels: Tensor, used: Tensor, delta: float,
     classes = torch.arange(c, device=dev)
     grad = torch.empty(n, c, dtype=logits.dtype, device=dev)
     interval = grad.view(torch.int32 if grad.element_size() == 4 else torch.int64)
-    for start, stop in chunks:
-        v = logits[start:stop].to(f64).reshape(-1)
-        w = _negatives(labels[start:stop], used[start:stop], classes).reshape(-1).to(f64)
-        pair_sums(v, w, counts, sums, out=interval[start:stop])
+    kernel = _ap_kernel_for(logits, cpu_kernel)
+    if kernel is not None:
+        # CPU: the breakpoints of the positives only (reading their number costs no
+        # device synchronisation here)
+        logits, labels = logits.contiguous(), labels.contiguous()
+        used_c, bp_c = used.contiguous(), bp.contiguous()
+        kernel[0](logits.data_ptr(), labels.data_ptr(), used_c.data_ptr(), n, c,
+                  bp_c.data_ptr(), 2 * int(num_pos), interval.data_ptr(), counts.data_ptr(),
+                  sums.data_ptr())
+    else:
+        for start, stop in chunks:
+            v = logits[start:stop].to(f64).reshape(-1)
+            w = _negatives(labels[start:stop], used[start:stop], classes).reshape(-1).to(f64)
+            pair_sums(v, w, counts, sums, out=interval[start:stop])
     b = (ramp(counts, sums, low_at) - ramp(counts, sums, up_at)) / two_delta
     a = torch.where(is_pos, a, torch.ones_like(a))
     b = torch.where(is_pos, b, torch.zeros_like(b))
@@ -219,6 +264,11 @@ def _ap_loss_forward(logits: Tensor, labels: Tensor, used: Tensor, delta: float,
     alpha = torch.cat([zero, d_alpha[bp_order].cumsum(0)])
     beta = torch.cat([zero, d_beta[bp_order].cumsum(0)])
 
+    if kernel is not None:
+        alpha_c, beta_c = alpha.contiguous(), beta.contiguous()
+        kernel[1](logits.data_ptr(), labels.data_ptr(), used_c.data_ptr(), n, c,
+                  interval.data_ptr(), alpha_c.data_ptr(), beta_c.data_ptr(), grad.data_ptr())
+        chunks = []
     for start, stop in chunks:
         v = logits[start:stop].to(f64)
         m = interval[start:stop].long()
@@ -235,12 +285,13 @@ class _APLossFunction(torch.autograd.Function):
     the value, which is piecewise constant)."""
 
     @staticmethod
-    def forward(ctx, cls_score, labels, used, delta, avg_factor):
+    def forward(ctx, cls_score, labels, used, delta, avg_factor, cpu_kernel):
         with torch.no_grad():
             logits = cls_score.detach()
             if logits.dtype in (torch.float16, torch.bfloat16):
                 logits = logits.float()
-            loss, grad = _ap_loss_forward(logits, labels, used, delta, avg_factor)
+            loss, grad = _ap_loss_forward(logits, labels, used, delta, avg_factor,
+                                          cpu_kernel)
         ctx.save_for_backward(grad)
         ctx.dtype = cls_score.dtype
         out_dtype = torch.float32 if cls_score.dtype in (torch.float16, torch.bfloat16) \
@@ -251,11 +302,12 @@ class _APLossFunction(torch.autograd.Function):
     def backward(ctx, grad_output):
         (grad,) = ctx.saved_tensors
         grad = grad * grad_output.to(grad.dtype)
-        return saturating_cast(grad, ctx.dtype), None, None, None, None
+        return saturating_cast(grad, ctx.dtype), None, None, None, None, None
 
 
 def ap_loss(cls_score: Tensor, labels: Tensor, label_weights: Optional[Tensor] = None,
-            delta: float = 1.0, avg_factor: AvgFactor = None) -> Tensor:
+            delta: float = 1.0, avg_factor: AvgFactor = None,
+            cpu_kernel: Optional[bool] = None) -> Tensor:
     r"""AP-loss with the error-driven update.
 
     Chen et al., "Towards Accurate One-Stage Object Detection with AP-Loss", CVPR 2019,
@@ -299,6 +351,9 @@ def ap_loss(cls_score: Tensor, labels: Tensor, label_weights: Optional[Tensor] =
             replaces it: value :math:`(|\mathcal P| - \sum_i \hat p_i) / \mathrm{avg\_factor}`
             and the update divided by it likewise (so ``avg_factor = |P|`` is the
             reference again). :class:`~detloss_plugin.RankingRetinaHead` passes None.
+        cpu_kernel: on the CPU, run the two passes over the entries in the C kernel
+            ``csrc/ap_loss.c`` (None: when it can be built, see :data:`CPU_KERNEL`;
+            False: the torch code, which is what runs on accelerators).
 
     Returns:
         0-d tensor (float32 for half-precision input, else the input's dtype). With no
@@ -310,8 +365,10 @@ def ap_loss(cls_score: Tensor, labels: Tensor, label_weights: Optional[Tensor] =
     positives. Both are evaluated exactly with one sort of the positives, a
     ``searchsorted`` of every entry and prefix sums, in float64, in chunks of rows that
     bound the temporary memory (about :math:`2^{22}` entries). Cost
-    :math:`O((nC + P)\log P)` instead of the reference's :math:`O(nCP)`; no host
-    synchronisation (the number of positives stays a tensor).
+    :math:`O(nC \log n)` instead of the reference's :math:`O(nCP)`; no host
+    synchronisation (the number of positives stays a tensor). On the CPU the two
+    passes over the entries run in one compiled loop each (``cpu_kernel``), which
+    also searches only among the positives' breakpoints.
 
     Departures:
         - The reference drops negatives scored below :math:`\min_i s_i - \delta` before
@@ -331,7 +388,8 @@ def ap_loss(cls_score: Tensor, labels: Tensor, label_weights: Optional[Tensor] =
     _check_avg_factor(avg_factor)
     used = torch.ones_like(labels, dtype=torch.bool) if label_weights is None \
         else label_weights > 0
-    return _APLossFunction.apply(cls_score, labels, used, float(delta), avg_factor)
+    return _APLossFunction.apply(cls_score, labels, used, float(delta), avg_factor,
+                                 cpu_kernel)
 
 
 # ---------------------------------------------------------------------------- DR loss

@@ -1,0 +1,233 @@
+#!/usr/bin/env python
+"""Benchmark suite ``ranking``: AP-loss and DR loss against their reference codes.
+
+    python tools/benchmarks/ranking.py --device cpu --threads 1 [--quick]
+    python tools/benchmark.py --suite ranking          # through the dispatcher
+
+- **AP-loss**, forward + backward of one batch-wide call (what ``RankingRetinaHead``
+  does): ``detloss_plugin.functional.ap_loss`` against the reference's per-positive
+  loop (cccorn/AP-loss ``lib/model/aploss.py``, ``AP_loss``), transcribed below with
+  its device hard-coding removed and nothing else changed (float32, one Python
+  iteration per positive, negatives below ``min(positive) - delta`` dropped first).
+  Full size: ``10^5`` anchors x 80 classes with 200 positives; ``--quick``: ``2 x 10^4``
+  x 80 with 50. Scores ``N(-4, 1)`` for every entry (a detector early in training: the
+  reference can drop few negatives). The updates are compared (max abs difference).
+- **DR loss**, forward + backward: ``detloss_plugin.functional.dr_loss`` against the
+  reference's ``SigmoidDRLoss.forward`` (idstcv/DR_loss), transcribed below, with the
+  labels converted to its convention (1..C foreground, 0 background, -1 ignored).
+
+``run(args)`` returns ``torch.utils.benchmark`` Measurements (label = loss and size,
+sub_label = implementation, description = device and threads); ``extras(args)`` the
+largest value and gradient differences against the references.
+"""
+import argparse
+import math
+import os
+import sys
+from typing import Dict, List
+
+import torch
+import torch.utils.benchmark as benchmark
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+from detloss_plugin.functional.ranking import ap_loss, dr_loss  # noqa: E402
+
+FULL = dict(anchors=100_000, classes=80, positives=200)
+QUICK = dict(anchors=20_000, classes=80, positives=50)
+
+
+# --------------------------------------------------------------- reference transcriptions
+def reference_ap_loss(logits: torch.Tensor, targets: torch.Tensor, delta: float = 1.0):
+    """cccorn/AP-loss ``AP_loss(logits, targets)``: ``targets`` 1 positive, 0 negative,
+    -1 ignored, shape of ``logits``. Returns ``(update, loss)``; one iteration per
+    positive."""
+    dev = logits.device
+    grad = torch.zeros(logits.shape, device=dev)
+    metric = torch.zeros(1, device=dev)
+    if torch.max(targets) <= 0:
+        return grad, metric
+    labels_p = targets == 1
+    fg_logits = logits[labels_p]
+    threshold_logit = torch.min(fg_logits) - delta
+    valid_labels_n = (targets == 0) & (logits >= threshold_logit)
+    valid_bg_logits = logits[valid_labels_n]
+    valid_bg_grad = torch.zeros(len(valid_bg_logits), device=dev)
+    fg_num = len(fg_logits)
+    prec = torch.zeros(fg_num, device=dev)
+    order = torch.argsort(fg_logits)
+    max_prec = 0
+    for ii in order:
+        tmp1 = torch.clamp((fg_logits - fg_logits[ii]) / (2 * delta) + 0.5, min=0, max=1)
+        tmp2 = torch.clamp((valid_bg_logits - fg_logits[ii]) / (2 * delta) + 0.5, min=0, max=1)
+        a = torch.sum(tmp1) + 0.5
+        b = torch.sum(tmp2)
+        tmp2 /= (a + b)
+        current_prec = a / (a + b)
+        if max_prec <= current_prec:
+            max_prec = current_prec
+        else:
+            tmp2 *= ((1 - max_prec) / (1 - current_prec))
+        valid_bg_grad += tmp2
+        prec[ii] = max_prec
+    grad[valid_labels_n] = valid_bg_grad
+    grad[labels_p] = -(1 - prec)
+    fg_num = max(fg_num, 1)
+    grad /= fg_num
+    metric = torch.sum(prec, dim=0, keepdim=True) / fg_num
+    return grad, 1 - metric
+
+
+class ReferenceAPLoss(torch.autograd.Function):
+    """The reference's error-driven Function, classification part only."""
+
+    @staticmethod
+    def forward(ctx, logits, targets):
+        grad, loss = reference_ap_loss(logits.detach(), targets)
+        ctx.save_for_backward(grad)
+        return loss
+
+    @staticmethod
+    def backward(ctx, out_grad):
+        (grad,) = ctx.saved_tensors
+        return grad * out_grad, None
+
+
+def reference_dr_loss(logits, targets, pos_lambda=1.0, neg_lambda=0.1 / math.log(3.5),
+                      L=6.0, tau=4.0, margin=0.5):
+    """idstcv/DR_loss ``SigmoidDRLoss.forward``: ``targets`` ``(n,)`` in 1..C, 0
+    background, -1 ignored."""
+    num_classes = logits.shape[1]
+    class_range = torch.arange(1, num_classes + 1, dtype=targets.dtype,
+                               device=targets.device).unsqueeze(0)
+    t = targets.unsqueeze(1)
+    pos_ind = t == class_range
+    neg_ind = (t != class_range) * (t >= 0)
+    pos_prob = logits[pos_ind].sigmoid()
+    neg_prob = logits[neg_ind].sigmoid()
+    neg_q = torch.softmax(neg_prob / neg_lambda, dim=0)
+    neg_dist = torch.sum(neg_q * neg_prob)
+    if pos_prob.numel() > 0:
+        pos_q = torch.softmax(-pos_prob / pos_lambda, dim=0)
+        pos_dist = torch.sum(pos_q * pos_prob)
+        return tau * torch.log(1. + torch.exp(L * (neg_dist - pos_dist + margin))) / L
+    return tau * torch.log(1. + torch.exp(L * (neg_dist - 1. + margin))) / L
+
+
+# ------------------------------------------------------------------------------ inputs
+def make_case(sizes: Dict[str, int], device: str, seed: int = 0):
+    """Logits ``N(-4, 1)``; ``positives`` foreground anchors with random classes, 5% of
+    the anchors ignored, the rest background. Returns mmdet-style inputs and the
+    references' targets."""
+    g = torch.Generator().manual_seed(seed)
+    n, c, p = sizes['anchors'], sizes['classes'], sizes['positives']
+    logits = torch.randn(n, c, generator=g) - 4.0
+    labels = torch.full((n,), c, dtype=torch.long)
+    perm = torch.randperm(n, generator=g)
+    labels[perm[:p]] = torch.randint(0, c, (p,), generator=g)
+    weights = torch.ones(n)
+    weights[perm[p:p + n // 20]] = 0.0
+    # AP-loss reference: targets (n, C) of 1 / 0 / -1
+    ap_targets = torch.zeros(n, c)
+    pos = labels < c
+    ap_targets[pos.nonzero().squeeze(1), labels[pos]] = 1.0
+    ap_targets[weights == 0] = -1.0
+    # DR reference: 1..C, 0 background, -1 ignored
+    dr_targets = torch.where(pos, labels + 1, torch.zeros_like(labels))
+    dr_targets[weights == 0] = -1
+    to = dict(device=device)
+    return (logits.to(**to), labels.to(**to), weights.to(**to), ap_targets.to(**to),
+            dr_targets.to(**to))
+
+
+def _fwd_bwd(fn):
+    def step(logits, *args):
+        x = logits.detach().requires_grad_(True)
+        fn(x, *args).sum().backward()
+        return x.grad
+    return step
+
+
+OURS_AP = _fwd_bwd(lambda x, labels, weights: ap_loss(x, labels, weights))
+REF_AP = _fwd_bwd(lambda x, targets: ReferenceAPLoss.apply(x, targets))
+OURS_DR = _fwd_bwd(lambda x, labels, weights: dr_loss(x, labels, weights))
+REF_DR = _fwd_bwd(lambda x, targets: reference_dr_loss(x, targets))
+
+
+def _sizes(args):
+    return QUICK if args.quick else FULL
+
+
+def run(args) -> List[benchmark.Measurement]:
+    sizes = _sizes(args)
+    logits, labels, weights, ap_targets, dr_targets = make_case(sizes, args.device)
+    shape = f"{sizes['anchors']} x {sizes['classes']}, {sizes['positives']} positives"
+    results = []
+    for threads in args.threads:
+        desc = f'{args.device}, {threads} thread(s)'
+        cases = [
+            (f'AP-loss fwd+bwd ({shape})', 'detloss ap_loss', OURS_AP,
+             (logits, labels, weights), 2.0),
+            (f'AP-loss fwd+bwd ({shape})', 'reference loop (cccorn/AP-loss)', REF_AP,
+             (logits, ap_targets), 0.0),
+            (f'DR loss fwd+bwd ({shape})', 'detloss dr_loss', OURS_DR,
+             (logits, labels, weights), 2.0),
+            (f'DR loss fwd+bwd ({shape})', 'reference (idstcv/DR_loss)', REF_DR,
+             (logits, dr_targets), 2.0),
+        ]
+        for label, sub_label, fn, inputs, min_time in cases:
+            timer = benchmark.Timer(stmt='fn(*inputs)', globals=dict(fn=fn, inputs=inputs),
+                                    num_threads=threads, label=label, sub_label=sub_label,
+                                    description=desc)
+            fn(*inputs)  # warm-up
+            # the reference AP-loss takes seconds: one timed call is enough
+            m = timer.timeit(1) if min_time == 0 else timer.blocked_autorange(
+                min_run_time=min_time)
+            results.append(m)
+    return results
+
+
+def extras(args) -> dict:
+    """Largest differences against the references (same inputs as :func:`run`)."""
+    sizes = _sizes(args)
+    logits, labels, weights, ap_targets, dr_targets = make_case(sizes, args.device)
+    out = {}
+    g_ours = OURS_AP(logits, labels, weights)
+    g_ref = REF_AP(logits, ap_targets)
+    out['ap_loss_grad_max_abs_diff'] = float((g_ours - g_ref).abs().max())
+    out['ap_loss_grad_max_abs'] = float(g_ref.abs().max())
+    out['ap_loss_value_abs_diff'] = float(
+        (ap_loss(logits, labels, weights) - ReferenceAPLoss.apply(logits, ap_targets)).abs())
+    g_ours = OURS_DR(logits, labels, weights)
+    g_ref = REF_DR(logits, dr_targets)
+    out['dr_loss_grad_max_abs_diff'] = float((g_ours - g_ref).abs().max())
+    out['dr_loss_grad_max_abs'] = float(g_ref.abs().max())
+    out['dr_loss_value_abs_diff'] = float(
+        (dr_loss(logits, labels, weights) - reference_dr_loss(logits, dr_targets)).abs())
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description='AP-loss / DR loss against their references')
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--threads', type=int, nargs='+', default=[1])
+    p.add_argument('--quick', action='store_true', help='2 x 10^4 anchors, 50 positives')
+    args = p.parse_args(argv)
+    results = run(args)
+    benchmark.Compare(results).print()
+    by_label = {}
+    for m in results:
+        by_label.setdefault((m.label, m.description), {})[m.sub_label] = m.median
+    for (label, desc), subs in by_label.items():
+        ours = [v for k, v in subs.items() if k.startswith('detloss')]
+        ref = [v for k, v in subs.items() if not k.startswith('detloss')]
+        if ours and ref:
+            print(f'{label} [{desc}]: reference / detloss = {ref[0] / ours[0]:.1f}x')
+    for k, v in extras(args).items():
+        print(f'{k}: {v:.3g}')
+
+
+if __name__ == '__main__':
+    main()
