@@ -1,0 +1,219 @@
+"""RankingRetinaHead with AP-loss and DR loss inside mmdet.
+
+- The quick-start configs (configs/quickstart/retinanet_r18-slim_{ap-loss,dr-loss}_
+  synthetic.py) build, train a few steps on synthetic-like images with finite losses
+  and gradients, and predict boxes.
+- A stock RetinaNet config (``_base_ = 'mmdet::...'``) switches to the head and the
+  losses by name through ``custom_imports``.
+- The head hands the ranking loss the scores, labels and weights of every level and
+  image *aligned*: with a per-anchor loss swapped in, its sum equals that of mmdet's
+  per-level RetinaHead; the box loss equals the stock head's.
+- Errors: a ranking loss in a stock head, a per-anchor loss in the ranking head.
+"""
+import os.path as osp
+
+import pytest
+import torch
+
+from _tools_helpers import REPO
+from integration_utils import RETINANET, build_detector, demo_batch, write_config
+
+QUICK_DIR = osp.join(REPO, 'configs', 'quickstart')
+COCO_DIR = osp.join(REPO, 'configs', 'coco', 'retinanet')
+QUICK = {'ap-loss': 'APLoss', 'dr-loss': 'DRLoss'}
+
+TINY_RETINANET = """
+model = dict(
+    backbone=dict(depth=18, init_cfg=None),
+    neck=dict(in_channels=[64, 128, 256, 512], out_channels=64),
+    bbox_head=dict(type='detloss_plugin.RankingRetinaHead', in_channels=64,
+                   feat_channels=64, stacked_convs=1, loss_cls={loss_cls}),
+    test_cfg=dict(nms_pre=100, score_thr=0.0, max_per_img=20))
+"""
+LOSS_CFGS = {
+    'APLoss': "dict(_delete_=True, type='detloss_plugin.APLoss', delta=1.0)",
+    'DRLoss': "dict(_delete_=True, type='detloss_plugin.DRLoss')",
+}
+
+
+def _train(model, steps, size, num_classes, lr=1e-3):
+    model.train()
+    optim = torch.optim.AdamW(model.parameters(), lr=lr)
+    history = []
+    for step in range(steps):
+        data = model.data_preprocessor(
+            demo_batch(batch_size=2, size=size, num_classes=num_classes, seed=step), True)
+        losses = model(**data, mode='loss')
+        total, log_vars = model.parse_losses(losses)
+        optim.zero_grad()
+        total.backward()
+        cls_grad = model.bbox_head.retina_cls.weight.grad
+        assert cls_grad is not None and torch.isfinite(cls_grad).all()
+        assert cls_grad.abs().sum() > 0  # the ranking loss reaches the classifier
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters()
+                   if p.grad is not None)
+        optim.step()
+        history.append({k: float(v) for k, v in log_vars.items()})
+    return history
+
+
+def _predict(model, size, num_classes):
+    model.eval()
+    with torch.no_grad():
+        data = model.data_preprocessor(
+            demo_batch(batch_size=2, size=size, num_classes=num_classes, seed=100), False)
+        return model(**data, mode='predict')
+
+
+def _check_predictions(results, num_classes):
+    assert len(results) == 2
+    for r in results:
+        inst = r.pred_instances
+        assert len(inst) > 0  # boxes come out
+        assert inst.bboxes.shape[1] == 4 and torch.isfinite(inst.bboxes).all()
+        assert ((inst.scores >= 0) & (inst.scores <= 1)).all()
+        assert ((inst.labels >= 0) & (inst.labels < num_classes)).all()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize('tag', sorted(QUICK))
+def test_quickstart_ranking_config_trains_and_predicts(tag):
+    from detloss_plugin.models.dense_heads import RankingRetinaHead
+    path = osp.join(QUICK_DIR, f'retinanet_r18-slim_{tag}_synthetic.py')
+    cfg, model = build_detector(path)
+    head = model.bbox_head
+    assert type(head) is RankingRetinaHead
+    assert type(head.loss_cls).__name__ == QUICK[tag]
+    assert head.cls_out_channels == 4
+    # the prior probability of each reference: 0.01 (AP-loss), 0.5 (DR loss)
+    prior = torch.sigmoid(head.retina_cls.bias).mean().item()
+    assert prior == pytest.approx(0.01 if tag == 'ap-loss' else 0.5, rel=1e-4)
+    history = _train(model, steps=3, size=128, num_classes=4, lr=1e-3)
+    for step in history:
+        assert all(torch.isfinite(torch.tensor(v)) for v in step.values())
+        assert step['loss_cls'] > 0 and step['loss_bbox'] > 0
+    if tag == 'dr-loss':
+        model.test_cfg.score_thr = 0.0  # 3 steps from scratch: scores may sit below 0.2
+    _check_predictions(_predict(model, 128, 4), 4)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize('name', sorted(LOSS_CFGS))
+def test_stock_retinanet_switches_to_ranking_head_by_name(tmp_path, name):
+    body = TINY_RETINANET.format(loss_cls=LOSS_CFGS[name])
+    cfg, model = build_detector(write_config(tmp_path, RETINANET, body))
+    head = model.bbox_head
+    assert type(head).__name__ == 'RankingRetinaHead'
+    assert type(head).__module__.startswith('detloss_plugin')
+    assert type(head.loss_cls).__name__ == name
+    assert head.cls_out_channels == 80
+    history = _train(model, steps=2, size=64, num_classes=80, lr=1e-3)
+    assert all(step['loss_cls'] > 0 for step in history)
+    _check_predictions(_predict(model, 64, 80), 80)
+
+
+@pytest.mark.parametrize('path', [
+    osp.join(COCO_DIR, 'retinanet_r50_fpn_ap-loss_1x_coco.py'),
+    osp.join(COCO_DIR, 'retinanet_r50_fpn_dr-loss_1x_coco.py')], ids=osp.basename)
+def test_coco_configs_build_the_ranking_head(path):
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from mmdet.registry import MODELS
+    cfg = Config.fromfile(path)
+    assert cfg.custom_imports.imports == ['detloss_plugin']
+    cfg.model.backbone.init_cfg = None
+    init_default_scope('mmdet')
+    head = MODELS.build(cfg.model.bbox_head)
+    assert type(head).__name__ == 'RankingRetinaHead'
+    if 'ap-loss' in path:
+        assert type(head.loss_cls).__name__ == 'APLoss'
+        assert head.num_base_priors == 6  # 2 scales per octave x 3 ratios
+        assert cfg.train_cfg.max_epochs == 100
+    else:
+        assert type(head.loss_cls).__name__ == 'DRLoss'
+        assert cfg.model.train_cfg.assigner.neg_iou_thr == 0.5
+        assert cfg.model.test_cfg.score_thr == 0.2
+
+
+# ------------------------------------------------------------------ alignment of inputs
+def _heads(loss_cls):
+    """A RankingRetinaHead and a stock RetinaHead with the same weights."""
+    from mmengine.config import ConfigDict
+    from mmengine.registry import init_default_scope
+
+    from mmdet.registry import MODELS
+    init_default_scope('mmdet')
+    common = dict(
+        num_classes=3, in_channels=8, stacked_convs=1, feat_channels=8,
+        anchor_generator=dict(type='AnchorGenerator', octave_base_scale=2,
+                              scales_per_octave=2, ratios=[0.5, 1.0, 2.0], strides=[8, 16]),
+        bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0.0] * 4,
+                        target_stds=[1.0] * 4),
+        loss_bbox=dict(type='L1Loss', loss_weight=1.0),
+        train_cfg=ConfigDict(assigner=dict(type='MaxIoUAssigner', pos_iou_thr=0.5,
+                                           neg_iou_thr=0.4, min_pos_iou=0,
+                                           ignore_iof_thr=-1),
+                             sampler=dict(type='PseudoSampler'), allowed_border=-1,
+                             pos_weight=-1, debug=False))
+    ranking = MODELS.build(dict(type='detloss_plugin.RankingRetinaHead',
+                                loss_cls=dict(type='detloss_plugin.APLoss'), **common))
+    stock = MODELS.build(dict(type='RetinaHead', loss_cls=loss_cls, **common))
+    stock.load_state_dict(ranking.state_dict())
+    return ranking, stock
+
+
+def test_head_passes_aligned_scores_labels_and_weights():
+    from mmengine.structures import InstanceData
+
+    from detloss_plugin.models.losses import FocalLoss
+    focal_cfg = dict(type='detloss_plugin.FocalLoss', use_sigmoid=True, gamma=2.0,
+                     alpha=0.25, loss_weight=1.0)
+    ranking, stock = _heads(focal_cfg)
+    # a per-anchor loss in the ranking head's place: a misaligned gather changes its sum
+    focal = FocalLoss(use_sigmoid=True, gamma=2.0, alpha=0.25)
+    captured = {}
+
+    def per_anchor(cls_score, labels, label_weights):
+        captured['args'] = (cls_score, labels, label_weights)
+        return focal(cls_score, labels, label_weights, avg_factor=1.0)
+
+    ranking.loss_cls = per_anchor
+    torch.manual_seed(0)
+    feats = [torch.randn(2, 8, 8, 8), torch.randn(2, 8, 4, 4)]
+    metas = [dict(img_shape=(64, 64), pad_shape=(64, 64), batch_input_shape=(64, 64))] * 2
+    gts = [InstanceData(bboxes=torch.tensor([[4.0, 6.0, 30.0, 40.0], [20.0, 20.0, 60.0, 44.0]]),
+                        labels=torch.tensor([0, 2])),
+           InstanceData(bboxes=torch.tensor([[10.0, 12.0, 50.0, 30.0]]),
+                        labels=torch.tensor([1]))]
+    outs = ranking(feats)
+    ours = ranking.loss_by_feat(*outs, gts, metas)
+    theirs = stock.loss_by_feat(*outs, gts, metas)
+    # stock: per level sum / avg_factor (avg_factor = number of positives here)
+    _, labels, weights = captured['args']
+    num_pos = int(((labels < 3) & (weights > 0)).sum())
+    assert num_pos > 0 and (weights == 0).any()  # positives and ignored anchors present
+    stock_cls = sum(theirs['loss_cls']) * num_pos
+    assert ours['loss_cls'].item() == pytest.approx(stock_cls.item(), rel=1e-5)
+    assert ours['loss_bbox'].item() == pytest.approx(sum(theirs['loss_bbox']).item(), rel=1e-5)
+
+
+# ---------------------------------------------------------------------------- errors
+def test_ranking_loss_in_a_stock_head_names_the_head_to_use(tmp_path):
+    body = """
+model = dict(
+    backbone=dict(depth=18, init_cfg=None),
+    neck=dict(in_channels=[64, 128, 256, 512], out_channels=64),
+    bbox_head=dict(in_channels=64, feat_channels=64, stacked_convs=1,
+                   loss_cls=dict(_delete_=True, type='detloss_plugin.APLoss', use_sigmoid=True)))
+"""
+    with pytest.raises(ValueError, match=r"RetinaHead calls loss_cls once per FPN level.*"
+                                         r"detloss_plugin.RankingRetinaHead"):
+        build_detector(write_config(tmp_path, RETINANET, body))
+
+
+def test_per_anchor_loss_in_the_ranking_head_is_refused(tmp_path):
+    body = TINY_RETINANET.format(
+        loss_cls="dict(_delete_=True, type='detloss_plugin.FocalLoss', use_sigmoid=True)")
+    with pytest.raises(ValueError, match='RankingRetinaHead needs a ranking loss_cls'):
+        build_detector(write_config(tmp_path, RETINANET, body))
