@@ -5,7 +5,8 @@
     python tools/benchmark.py --suite ranking          # through the dispatcher
 
 - **AP-loss**, forward + backward of one batch-wide call (what ``RankingRetinaHead``
-  does): ``detloss_plugin.functional.ap_loss`` against the reference's per-positive
+  does): ``detloss_plugin.functional.ap_loss`` (default: the C kernel on CPU; and its
+  torch path, ``cpu_kernel=False``, which accelerators run) against the reference's per-positive
   loop (cccorn/AP-loss ``lib/model/aploss.py``, ``AP_loss``), transcribed below with
   its device hard-coding removed and nothing else changed (float32, one Python
   iteration per positive, negatives below ``min(positive) - delta`` dropped first).
@@ -151,6 +152,8 @@ def _fwd_bwd(fn):
 
 
 OURS_AP = _fwd_bwd(lambda x, labels, weights: ap_loss(x, labels, weights))
+OURS_AP_TORCH = _fwd_bwd(lambda x, labels, weights: ap_loss(x, labels, weights,
+                                                            cpu_kernel=False))
 REF_AP = _fwd_bwd(lambda x, targets: ReferenceAPLoss.apply(x, targets))
 OURS_DR = _fwd_bwd(lambda x, labels, weights: dr_loss(x, labels, weights))
 REF_DR = _fwd_bwd(lambda x, targets: reference_dr_loss(x, targets))
@@ -170,6 +173,8 @@ def run(args) -> List[benchmark.Measurement]:
         cases = [
             (f'AP-loss fwd+bwd ({shape})', 'detloss ap_loss', OURS_AP,
              (logits, labels, weights), 2.0),
+            (f'AP-loss fwd+bwd ({shape})', 'detloss ap_loss, torch path (accelerators)',
+             OURS_AP_TORCH, (logits, labels, weights), 2.0),
             (f'AP-loss fwd+bwd ({shape})', 'reference loop (cccorn/AP-loss)', REF_AP,
              (logits, ap_targets), 0.0),
             (f'DR loss fwd+bwd ({shape})', 'detloss dr_loss', OURS_DR,
@@ -221,10 +226,10 @@ def main(argv=None):
     for m in results:
         by_label.setdefault((m.label, m.description), {})[m.sub_label] = m.median
     for (label, desc), subs in by_label.items():
-        ours = [v for k, v in subs.items() if k.startswith('detloss')]
         ref = [v for k, v in subs.items() if not k.startswith('detloss')]
-        if ours and ref:
-            print(f'{label} [{desc}]: reference / detloss = {ref[0] / ours[0]:.1f}x')
+        for k, v in subs.items():
+            if k.startswith('detloss') and ref:
+                print(f'{label} [{desc}]: reference / {k} = {ref[0] / v:.1f}x')
     for k, v in extras(args).items():
         print(f'{k}: {v:.3g}')
 
