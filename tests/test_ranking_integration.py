@@ -171,14 +171,14 @@ def test_head_passes_aligned_scores_labels_and_weights():
                      alpha=0.25, loss_weight=1.0)
     ranking, stock = _heads(focal_cfg)
     # a per-anchor loss in the ranking head's place: a misaligned gather changes its sum
-    focal = FocalLoss(use_sigmoid=True, gamma=2.0, alpha=0.25)
     captured = {}
 
-    def per_anchor(cls_score, labels, label_weights):
-        captured['args'] = (cls_score, labels, label_weights)
-        return focal(cls_score, labels, label_weights, avg_factor=1.0)
+    class PerAnchor(FocalLoss):
+        def forward(self, cls_score, labels, label_weights):
+            captured['args'] = (cls_score, labels, label_weights)
+            return super().forward(cls_score, labels, label_weights, avg_factor=1.0)
 
-    ranking.loss_cls = per_anchor
+    ranking.loss_cls = PerAnchor(use_sigmoid=True, gamma=2.0, alpha=0.25)
     torch.manual_seed(0)
     feats = [torch.randn(2, 8, 8, 8), torch.randn(2, 8, 4, 4)]
     metas = [dict(img_shape=(64, 64), pad_shape=(64, 64), batch_input_shape=(64, 64))] * 2
