@@ -182,11 +182,14 @@ def _ap_loss_forward(logits: Tensor, labels: Tensor, used: Tensor, delta: float,
     bp_pos[bp_order] = torch.arange(2 * n, device=dev)
     low_at, up_at = bp_pos[:n], bp_pos[n:]  # where s_i - delta / s_i + delta landed
 
-    def ramp(counts: Tensor, sums: Tensor, at: Tensor) -> Tensor:
-        # sum_j w_j max(v_j - t, 0) at t = bp[at]: the values in intervals > at
+    def step_sums(counts: Tensor, sums: Tensor) -> Tensor:
+        # R(t) = sum_j w_j max(v_j - t, 0) at every breakpoint t = bp[k] (the values in
+        # the intervals above k), then sum_j w_j H(v_j - s_i) =
+        # (R(s_i - delta) - R(s_i + delta)) / (2 delta)
         above_n = counts.flip(0).cumsum(0).flip(0)[1:]
         above_s = sums.flip(0).cumsum(0).flip(0)[1:]
-        return above_s[at] - bp[at] * above_n[at]
+        r = above_s - bp * above_n
+        return (r[low_at] - r[up_at]) / two_delta
 
     def pair_sums(values: Tensor, weights: Tensor, counts: Tensor, sums: Tensor,
                   out: Optional[Tensor] = None) -> None:
@@ -197,13 +200,11 @@ def _ap_loss_forward(logits: Tensor, labels: Tensor, used: Tensor, delta: float,
         if out is not None:
             out.copy_(m.view(out.shape))
 
-    # a_i = 1/2 + sum_k H(s_k - s_i) over positives, k = i included (H(0) = 1/2);
-    # sum_j H(v_j - s_i) = (R(s_i - delta) - R(s_i + delta)) / (2 delta), R(t) =
-    # sum_j max(v_j - t, 0)
+    # a_i = 1/2 + sum_k H(s_k - s_i) over positives, k = i included (H(0) = 1/2)
     counts = torch.zeros(2 * n + 1, dtype=f64, device=dev)
     sums = torch.zeros_like(counts)
     pair_sums(s_safe, w_pos, counts, sums)
-    a = 0.5 + (ramp(counts, sums, low_at) - ramp(counts, sums, up_at)) / two_delta
+    a = 0.5 + step_sums(counts, sums)
     # b_i: the same over the negatives of the whole batch, chunk by chunk
     # The interval of every entry is kept for the second pass in the memory of the
     # update itself (an integer view of the same size), so each entry is searched once.
@@ -227,7 +228,7 @@ def _ap_loss_forward(logits: Tensor, labels: Tensor, used: Tensor, delta: float,
             v = logits[start:stop].to(f64).reshape(-1)
             w = _negatives(labels[start:stop], used[start:stop], classes).reshape(-1).to(f64)
             pair_sums(v, w, counts, sums, out=interval[start:stop])
-    b = (ramp(counts, sums, low_at) - ramp(counts, sums, up_at)) / two_delta
+    b = step_sums(counts, sums)
     a = torch.where(is_pos, a, torch.ones_like(a))
     b = torch.where(is_pos, b, torch.zeros_like(b))
     prec = a / (a + b)
