@@ -166,10 +166,21 @@ def _ap_loss_forward(logits: Tensor, labels: Tensor, used: Tensor, delta: float,
     big = torch.finfo(f64).max / 4
     two_delta = 2.0 * delta
 
-    # positives: one per used foreground anchor, its logit in its own column
-    is_pos = used & (labels < c)
-    cols = labels.clamp(max=c - 1).unsqueeze(1)
-    s = logits.gather(1, cols).squeeze(1).to(f64)
+    # positives: one per used foreground anchor, its logit in its own column. The
+    # per-positive arrays have one slot per anchor (non-positives masked), except with
+    # the CPU kernel, where reading the positives' rows costs no device synchronisation
+    # and the arrays hold the positives only.
+    kernel = _ap_kernel_for(logits, cpu_kernel)
+    is_fg = used & (labels < c)
+    cols = labels.clamp(max=c - 1)
+    pos_rows = is_fg.nonzero().squeeze(1) if kernel is not None else None
+    if pos_rows is None:
+        is_pos = is_fg
+        s = logits.gather(1, cols.unsqueeze(1)).squeeze(1).to(f64)
+    else:
+        is_pos = torch.ones(pos_rows.shape[0], dtype=torch.bool, device=dev)
+        s = logits[pos_rows, cols[pos_rows]].to(f64)
+    k = is_pos.shape[0]  # slots
     w_pos = is_pos.to(f64)
     s_safe = torch.where(is_pos, s, torch.zeros_like(s))
     num_pos = is_pos.sum()
@@ -179,8 +190,8 @@ def _ap_loss_forward(logits: Tensor, labels: Tensor, used: Tensor, delta: float,
     s_fin = torch.where(is_pos, s, torch.full_like(s, big))
     bp, bp_order = torch.sort(torch.cat([s_fin - delta, s_fin + delta]))
     bp_pos = torch.empty_like(bp_order)
-    bp_pos[bp_order] = torch.arange(2 * n, device=dev)
-    low_at, up_at = bp_pos[:n], bp_pos[n:]  # where s_i - delta / s_i + delta landed
+    bp_pos[bp_order] = torch.arange(2 * k, device=dev)
+    low_at, up_at = bp_pos[:k], bp_pos[k:]  # where s_i - delta / s_i + delta landed
 
     def step_sums(counts: Tensor, sums: Tensor) -> Tensor:
         # R(t) = sum_j w_j max(v_j - t, 0) at every breakpoint t = bp[k] (the values in
@@ -201,7 +212,7 @@ def _ap_loss_forward(logits: Tensor, labels: Tensor, used: Tensor, delta: float,
             out.copy_(m.view(out.shape))
 
     # a_i = 1/2 + sum_k H(s_k - s_i) over positives, k = i included (H(0) = 1/2)
-    counts = torch.zeros(2 * n + 1, dtype=f64, device=dev)
+    counts = torch.zeros(2 * k + 1, dtype=f64, device=dev)
     sums = torch.zeros_like(counts)
     pair_sums(s_safe, w_pos, counts, sums)
     a = 0.5 + step_sums(counts, sums)
@@ -214,14 +225,11 @@ def _ap_loss_forward(logits: Tensor, labels: Tensor, used: Tensor, delta: float,
     classes = torch.arange(c, device=dev)
     grad = torch.empty(n, c, dtype=logits.dtype, device=dev)
     interval = grad.view(torch.int32 if grad.element_size() == 4 else torch.int64)
-    kernel = _ap_kernel_for(logits, cpu_kernel)
     if kernel is not None:
-        # CPU: the breakpoints of the positives only (reading their number costs no
-        # device synchronisation here)
         logits, labels = logits.contiguous(), labels.contiguous()
         used_c, bp_c = used.contiguous(), bp.contiguous()
         kernel[0](logits.data_ptr(), labels.data_ptr(), used_c.data_ptr(), n, c,
-                  bp_c.data_ptr(), 2 * int(num_pos), interval.data_ptr(), counts.data_ptr(),
+                  bp_c.data_ptr(), 2 * k, interval.data_ptr(), counts.data_ptr(),
                   sums.data_ptr())
     else:
         for start, stop in chunks:
@@ -277,7 +285,11 @@ def _ap_loss_forward(logits: Tensor, labels: Tensor, used: Tensor, delta: float,
         neg = _negatives(labels[start:stop], used[start:stop], classes)
         grad[start:stop] = torch.where(neg, g, torch.zeros_like(g)).to(logits.dtype)
     # positives: -(1 - interpolated precision) / norm
-    grad.scatter_add_(1, cols, (-err / norm).to(logits.dtype).unsqueeze(1))
+    g_pos = (-err / norm).to(logits.dtype)
+    if pos_rows is None:
+        grad.scatter_add_(1, cols.unsqueeze(1), g_pos.unsqueeze(1))
+    else:
+        grad.index_put_((pos_rows, cols[pos_rows]), g_pos, accumulate=True)
     return loss, grad
 
 
