@@ -4,7 +4,7 @@
   synthetic.py) build, train a few steps on synthetic-like images with finite losses
   and gradients, and predict boxes.
 - A stock RetinaNet config (``_base_ = 'mmdet::...'``) switches to the head and the
-  losses by name through ``custom_imports``.
+  losses by name through ``custom_imports`` (and predicts through DIoU-NMS).
 - The head hands the ranking loss the scores, labels and weights of every level and
   image *aligned*: with a per-anchor loss swapped in, its sum equals that of mmdet's
   per-level RetinaHead; the box loss equals the stock head's.
@@ -28,7 +28,8 @@ model = dict(
     neck=dict(in_channels=[64, 128, 256, 512], out_channels=64),
     bbox_head=dict(type='detloss_plugin.RankingRetinaHead', in_channels=64,
                    feat_channels=64, stacked_convs=1, loss_cls={loss_cls}),
-    test_cfg=dict(nms_pre=100, score_thr=0.0, max_per_img=20))
+    test_cfg=dict(nms_pre=100, score_thr=0.0, max_per_img=20,
+                  nms=dict(type='diou_nms', iou_threshold=0.5, beta=0.6)))
 """
 LOSS_CFGS = {
     'APLoss': "dict(_delete_=True, type='detloss_plugin.APLoss', delta=1.0)",
