@@ -138,7 +138,7 @@ def test_coco_configs_build_the_ranking_head(path):
 
 
 # ------------------------------------------------------------------ alignment of inputs
-def _heads(loss_cls):
+def _heads(loss_cls, loss_bbox=None, reg_decoded_bbox=False):
     """A RankingRetinaHead and a stock RetinaHead with the same weights."""
     from mmengine.config import ConfigDict
     from mmengine.registry import init_default_scope
@@ -151,7 +151,8 @@ def _heads(loss_cls):
                               scales_per_octave=2, ratios=[0.5, 1.0, 2.0], strides=[8, 16]),
         bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0.0] * 4,
                         target_stds=[1.0] * 4),
-        loss_bbox=dict(type='L1Loss', loss_weight=1.0),
+        loss_bbox=loss_bbox or dict(type='L1Loss', loss_weight=1.0),
+        reg_decoded_bbox=reg_decoded_bbox,
         train_cfg=ConfigDict(assigner=dict(type='MaxIoUAssigner', pos_iou_thr=0.5,
                                            neg_iou_thr=0.4, min_pos_iou=0,
                                            ignore_iof_thr=-1),
@@ -164,13 +165,18 @@ def _heads(loss_cls):
     return ranking, stock
 
 
-def test_head_passes_aligned_scores_labels_and_weights():
+@pytest.mark.parametrize('decoded', [False, True], ids=['l1-deltas', 'giou-decoded'])
+def test_head_passes_aligned_scores_labels_and_weights(decoded):
     from mmengine.structures import InstanceData
 
     from detloss_plugin.models.losses import FocalLoss
     focal_cfg = dict(type='detloss_plugin.FocalLoss', use_sigmoid=True, gamma=2.0,
                      alpha=0.25, loss_weight=1.0)
-    ranking, stock = _heads(focal_cfg)
+    if decoded:  # boxes decoded from every level's anchors, an IoU loss on them
+        ranking, stock = _heads(focal_cfg, dict(type='detloss_plugin.GIoULoss',
+                                                loss_weight=2.0), reg_decoded_bbox=True)
+    else:
+        ranking, stock = _heads(focal_cfg)
     # a per-anchor loss in the ranking head's place: a misaligned gather changes its sum
     captured = {}
 

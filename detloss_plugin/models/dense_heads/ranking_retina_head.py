@@ -36,7 +36,9 @@ class RankingRetinaHead(RetinaHead):
     ``loss_by_feat`` passes every anchor with its label weight instead of dropping the
     ignored ones (a boolean gather would cost a host synchronisation); the ranking
     losses treat weight 0 as ignored, which is the same. ``avg_factor`` is not passed
-    to the ranking loss, which normalises as its reference code does.
+    to the ranking loss, which normalises as its reference code does. Under
+    data-parallel training each process ranks the anchors of its own images, as both
+    reference codes do (no gathering across GPUs).
     """
 
     #: read by the ranking losses, which refuse to be built inside any other head
