@@ -375,13 +375,16 @@ def ap_loss(cls_score: Tensor, labels: Tensor, label_weights: Optional[Tensor] =
     Implementation. No loop over positives: with :math:`R(t) = \sum \max(s - t, 0)`,
     :math:`\sum_j H(s_j - s_i) = (R(s_i - \delta) - R(s_i + \delta)) / 2\delta`, and
     :math:`\sum_i c_i H(s_j - s_i)` is the same kind of difference of ramps of the
-    positives. Both are evaluated exactly with one sort of the positives, a
-    ``searchsorted`` of every entry and prefix sums, in float64, in chunks of rows that
-    bound the temporary memory (about :math:`2^{22}` entries). Cost
+    positives. Both are evaluated exactly, in float64: one sort of the breakpoints
+    :math:`s_i \pm \delta`, one ``searchsorted`` of every entry among them (its
+    interval, kept for the second pass in the memory of the update), per-interval
+    counts and sums, prefix sums; the passes over the entries go in chunks of rows
+    that bound the temporary memory (about :math:`2^{22}` entries). Cost
     :math:`O(nC \log n)` instead of the reference's :math:`O(nCP)`; no host
     synchronisation (the number of positives stays a tensor). On the CPU the two
-    passes over the entries run in one compiled loop each (``cpu_kernel``), which
-    also searches only among the positives' breakpoints.
+    passes over the entries run in one compiled loop each (``cpu_kernel``), and the
+    per-positive arrays hold the positives only (reading their rows costs no device
+    synchronisation there).
 
     Departures:
         - The reference drops negatives scored below :math:`\min_i s_i - \delta` before
