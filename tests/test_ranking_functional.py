@@ -344,6 +344,13 @@ def test_bad_options():
         DRLoss(tau=0.0)
     with pytest.raises(ValueError, match='use_sigmoid must be True'):
         APLoss(use_sigmoid=False)
+    for module in (APLoss(), DRLoss()):
+        with pytest.raises(ValueError, match='reduction_override must be None'):
+            module(x, labels, reduction_override='none')
+        with pytest.raises(TypeError, match='unexpected arguments'):
+            module(x, labels, weight=torch.ones(5))
+        assert module(x, labels, reduction_override='sum').item() == \
+            module(x, labels).item()
 
 
 # --------------------------------------------------------------------------- modules

@@ -6,7 +6,8 @@ Call: ``loss(cls_score, labels, label_weights=None, avg_factor=None)`` with ``cl
 ``Tensor[n]`` (0 = ignored anchor). The maths is in
 :mod:`detloss_plugin.functional.ranking`.
 
-These are not per-level ``loss_cls`` drop-ins: mmdet's dense heads call ``loss_cls``
+``reduction_override`` may be None, ``'mean'`` or ``'sum'`` (the same scalar); there is
+no ``'none'`` (no per-element loss). These are not per-level ``loss_cls`` drop-ins: mmdet's dense heads call ``loss_cls``
 once per FPN level, which would rank each level separately. Use them through
 ``detloss_plugin.RankingRetinaHead``, which calls the loss once per batch. Building one
 inside any other mmdet head raises a ``ValueError`` that names the head to use.
@@ -63,6 +64,17 @@ class RankingLoss(nn.Module):
         check_positive('loss_weight', loss_weight, allow_zero=True)
         self.loss_weight = float(loss_weight)
 
+    def _check_call(self, reduction_override: Optional[str], kwargs: dict) -> None:
+        # mmdet's call contract: a reduction can be asked for; a ranking loss has no
+        # per-element form, so only the batch's scalar ('mean' / 'sum') exists
+        if reduction_override not in (None, 'mean', 'sum'):
+            raise ValueError(f'{type(self).__name__} returns one scalar for the batch: '
+                             f'reduction_override must be None, "mean" or "sum", got '
+                             f'{reduction_override!r}')
+        if kwargs:
+            raise TypeError(f'{type(self).__name__}.forward got unexpected arguments '
+                            f'{sorted(kwargs)}')
+
     def extra_repr(self) -> str:
         return f'loss_weight={self.loss_weight}'
 
@@ -90,7 +102,9 @@ class APLoss(RankingLoss):
         self.delta = float(delta)
 
     def forward(self, cls_score: Tensor, labels: Tensor, label_weights: Optional[Tensor] = None,
-                avg_factor: Optional[Union[float, Tensor]] = None, **kwargs) -> Tensor:
+                avg_factor: Optional[Union[float, Tensor]] = None,
+                reduction_override: Optional[str] = None, **kwargs) -> Tensor:
+        self._check_call(reduction_override, kwargs)
         return self.loss_weight * R.ap_loss(cls_score, labels, label_weights, self.delta,
                                             avg_factor)
 
@@ -133,7 +147,9 @@ class DRLoss(RankingLoss):
         self.margin = float(margin)
 
     def forward(self, cls_score: Tensor, labels: Tensor, label_weights: Optional[Tensor] = None,
-                avg_factor: Optional[Union[float, Tensor]] = None, **kwargs) -> Tensor:
+                avg_factor: Optional[Union[float, Tensor]] = None,
+                reduction_override: Optional[str] = None, **kwargs) -> Tensor:
+        self._check_call(reduction_override, kwargs)
         return self.loss_weight * R.dr_loss(cls_score, labels, label_weights, self.pos_lambda,
                                             self.neg_lambda, self.L, self.tau, self.margin,
                                             avg_factor)
