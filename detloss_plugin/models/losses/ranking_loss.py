@@ -7,7 +7,9 @@ Call: ``loss(cls_score, labels, label_weights=None, avg_factor=None)`` with ``cl
 :mod:`detloss_plugin.functional.ranking`.
 
 ``reduction_override`` may be None, ``'mean'`` or ``'sum'`` (the same scalar); there is
-no ``'none'`` (no per-element loss). These are not per-level ``loss_cls`` drop-ins: mmdet's dense heads call ``loss_cls``
+no ``'none'`` (no per-element loss).
+
+These are not per-level ``loss_cls`` drop-ins: mmdet's dense heads call ``loss_cls``
 once per FPN level, which would rank each level separately. Use them through
 ``detloss_plugin.RankingRetinaHead``, which calls the loss once per batch. Building one
 inside any other mmdet head raises a ``ValueError`` that names the head to use.
