@@ -190,7 +190,8 @@ void detloss_sigmoid_focal_grad_f32(int pow_mode, float gamma, const float *alph
  * - bce[i] = BCE(x[i], t[i]) (unweighted: the weights need every element's region);
  * - the gradient-norm region of g = |sigmoid(x) - t|, b = #{k in 1..bins-1 : g >=
  *   edges[k]} (edges ascending, edges[0] = 0 <= g < edges[bins]: the b with edges[b] <=
- *   g < edges[b + 1], as bucketize finds it), into region[i] (255 where not valid);
+ *   g < edges[b + 1], as bucketize finds it; NaN: the last region, as bucketize puts
+ *   it), into region[i] (255 where not valid);
  * - counts[b] += valid elements in region b, counts[bins] += valid elements.
  * valid[r * valid_row_stride + c * valid_col_stride] != 0 marks a valid element;
  * valid_col_stride is 0 (one flag per row) or 1. bins <= 254. */
@@ -216,7 +217,9 @@ void detloss_ghmc_regions_f32(const float *restrict x, const float *restrict t,
                 const logit_terms s = terms(xb[c]);
                 bce_b[c] = (1.0f - tb[c]) * xb[c] + s.nls;
                 const float d = s.sig - tb[c];
-                g[c] = d < 0.0f ? -d : d;
+                /* a NaN gradient norm (NaN logit or target) is above every edge: the
+                 * last region, where torch.bucketize puts NaN in the plain code */
+                g[c] = d != d ? INFINITY : (d < 0.0f ? -d : d);
                 b[c] = 0;
             }
             /* an invalid element gets g = -1: in no region */

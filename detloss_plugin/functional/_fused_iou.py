@@ -322,11 +322,17 @@ def _chunked_loss_and_jacobian(kind: str, pred: Tensor, target: Tensor, eps: flo
     return loss, jp, jt, scale
 
 
-def _as_rows(x: Tensor) -> Tensor:
-    x = x.reshape(-1, 4)
-    if x.dtype in (torch.float16, torch.bfloat16):
-        x = x.float()
-    return x
+def _compute_dtype(pred: Tensor, target: Tensor) -> torch.dtype:
+    """The dtype the torch implementation computes in: half precision as float32, and
+    mixed dtypes promoted as torch promotes them (float32 ``pred`` with a float64
+    ``target`` is computed in float64, as the plain code does)."""
+    def up(dtype):
+        return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    return torch.promote_types(up(pred.dtype), up(target.dtype))
+
+
+def _as_rows(x: Tensor, dtype: torch.dtype) -> Tensor:
+    return x.reshape(-1, 4).to(dtype)
 
 
 def _grad_rows(jac: Tensor, grad: Tensor) -> Tensor:
@@ -442,8 +448,10 @@ class _FusedIoUFamily(torch.autograd.Function):
             loss = _kernel_loss(kernel, pred_rows, target_rows, _kernel_args(kind, *options))
             ctx.save_for_backward(pred_rows, target_rows, pred, target)
         else:
+            dtype = _compute_dtype(pred, target)
             loss, jp, jt, scale = _chunked_loss_and_jacobian(
-                kind, _as_rows(pred), _as_rows(target), *options, need_pred, need_target)
+                kind, _as_rows(pred, dtype), _as_rows(target, dtype), *options, need_pred,
+                need_target)
             # pred and target are kept for a create_graph=True backward only (the caller
             # holds them anyway: no copy, no extra memory).
             ctx.save_for_backward(jp, jt, scale, pred, target)
@@ -503,6 +511,7 @@ def fused_iou_family(kind: str, pred: Tensor, target: Tensor, eps: float = 1e-7,
         loss = _kernel_loss(kernel, _f32_rows(pred), _f32_rows(target),
                             _kernel_args(kind, *options))
     else:
-        loss = _chunked_loss_and_jacobian(kind, _as_rows(pred), _as_rows(target), *options,
-                                          False, False)[0]
+        dtype = _compute_dtype(pred, target)
+        loss = _chunked_loss_and_jacobian(kind, _as_rows(pred, dtype), _as_rows(target, dtype),
+                                          *options, False, False)[0]
     return loss.view(pred.shape[:-1]).to(pred.dtype)

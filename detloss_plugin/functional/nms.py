@@ -17,12 +17,17 @@ Two implementations compute the same decisions (unions and diagonals are clamped
 
 - ``'c'``: the greedy loop in C (``csrc/diou_nms.c``, compiled on first use), CPU only,
   float32; the fast path on CPU. For each kept box the sweep over the later boxes is
-  branch-free and vectorised (AVX2 where available).
+  branch-free and vectorised (AVX2 where available). With ``beta != 1`` the sweep
+  marks the boxes with IoU above the threshold (only they can be suppressed, since
+  the penalty is >= 0) and the power is taken for those alone, so any ``beta`` runs
+  about as fast as ``beta = 1`` (docs/benchmarks.md).
 - ``'torch'``: portable (any device, any float dtype). The DIoU criterion is evaluated
   for all pairs ``i < j`` in row blocks of bounded memory; the greedy result is then
   the fixed point of ``keep[j] = not any(keep[i] for suppressing pairs (i, j))``,
   reached by vectorised iterations (Cluster-NMS, Zheng et al., TCYB 2021: the number of
   iterations is the length of the longest suppression chain, not the number of boxes).
+  With ``beta != 1`` the power is likewise taken only for the pairs with IoU above the
+  threshold.
 
 ``backend='auto'`` takes ``'c'`` for float32/half tensors on the CPU when the kernel
 can be built, else ``'torch'``.
@@ -95,11 +100,16 @@ def _suppressing_pairs(boxes: Tensor, iou_threshold: float, beta: float, offset:
         dx = cx[r, None] - cx[None, c]
         dy = cy[r, None] - cy[None, c]
         penalty = 0.25 * (dx * dx + dy * dy) / (cw * cw + ch * ch).clamp(min=_EPS)
-        if beta != 1.0:
-            penalty = penalty.pow(beta)
-        hit = iou - penalty > iou_threshold
-        hit = torch.triu(hit, diagonal=1)  # block row k is box start + k; column 0 is box start
-        i, j = hit.nonzero(as_tuple=True)
+        if beta == 1.0:
+            hit = iou - penalty > iou_threshold
+            hit = torch.triu(hit, diagonal=1)  # block row k is box start + k; column 0 is box start
+            i, j = hit.nonzero(as_tuple=True)
+        else:
+            # penalty^beta >= 0: only pairs with IoU > threshold can suppress, so the
+            # power (the costly operator) is taken on those pairs alone
+            i, j = torch.triu(iou > iou_threshold, diagonal=1).nonzero(as_tuple=True)
+            hit = iou[i, j] - penalty[i, j].pow(beta) > iou_threshold
+            i, j = i[hit], j[hit]
         rows.append(i + start)
         cols.append(j + start)
     return torch.cat(rows), torch.cat(cols)
