@@ -308,3 +308,112 @@ def test_diou_nms_beta_06_as_fast_as_beta_1(kind):
         if ratios[-1] < 1.5:
             break
     assert min(ratios) < 1.5, ratios
+
+
+# ---- modules: half precision reduced in float32 -----------------------------------
+def _module_cases():
+    from detloss_plugin.models import losses as L
+    big = torch.full((1, 4), 5e4)
+    return {
+        # (module, pred, target, float32 value of the mean loss, worked by hand)
+        # MSE: an error of 1e4 on each of 4 coordinates: (1e4)^2 = 1e8 > float16's 65504
+        'mse': (L.MSELoss(), torch.zeros(1, 4), torch.full((1, 4), 1e4), 1e8),
+        # L1: -5e4 against 5e4 (both float16 numbers): |x| = 1e5 > 65504
+        'l1': (L.L1Loss(), -big, big, 1e5),
+        # smooth L1 (beta 1): |x| - 0.5 = 99999.5
+        'smooth_l1': (L.SmoothL1Loss(), -big, big, 1e5 - 0.5),
+    }
+
+
+@pytest.mark.parametrize('case', ['mse', 'l1', 'smooth_l1'])
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_module_reduces_what_float32_computed(case, dtype):
+    """In float16 the element-wise loss itself overflowed before the reduction (it was
+    cast back to the input dtype first): MSE of a 1e4 error returned Inf."""
+    module, pred, target, expected = _module_cases()[case]
+    pred = pred.to(dtype).requires_grad_()
+    loss = module(pred, target.to(dtype))
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    # the float32 computation on the same (rounded) inputs
+    ref = module(pred.detach().float(), target.to(dtype).float())
+    torch.testing.assert_close(loss, ref, rtol=1e-6, atol=0)
+    assert abs(loss.item() - expected) <= 1e-2 * abs(expected)
+    (g,) = torch.autograd.grad(loss, pred)
+    assert g.dtype == dtype and torch.isfinite(g).all()   # saturated, never Inf
+
+
+def test_module_half_precision_none_reduction_is_float32():
+    from detloss_plugin.models.losses import MSELoss
+    loss = MSELoss(reduction='none')(torch.zeros(1, 4, dtype=torch.float16),
+                                     torch.full((1, 4), 1e4, dtype=torch.float16))
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, torch.full((1, 4), 1e8))
+
+
+# ---- errors that name what is wrong -------------------------------------------------
+def test_unknown_option_names_the_public_class_and_its_options():
+    from detloss_plugin.models.losses import CIoULoss, FocalLoss, GHMC, MSELoss
+    with pytest.raises(TypeError, match=r"CIoULoss got an unknown option 'alpha_gat' "
+                                        r"\(did you mean 'alpha_gate'\?\); its options are "
+                                        r"alpha_gate, authors_gradient, eps, reduction, "
+                                        r"loss_weight"):
+        CIoULoss(alpha_gat=True)
+    with pytest.raises(TypeError, match=r"FocalLoss got an unknown option 'gama' "
+                                        r"\(did you mean 'gamma'\?\)"):
+        FocalLoss(gama=2.0)
+    with pytest.raises(TypeError, match=r"GHMC got an unknown option 'bin'.*bins, momentum"):
+        GHMC(bin=10)
+    with pytest.raises(TypeError, match=r"MSELoss got an unknown option 'zzz'; its options "
+                                        r"are reduction, loss_weight"):
+        MSELoss(zzz=1)
+    # valid options, positional or keyword, still work; copies and pickles too
+    import copy
+    import pickle
+    m = CIoULoss(True, eps=1e-6, loss_weight=2.0)
+    assert m.alpha_gate and m.eps == 1e-6 and m.loss_weight == 2.0
+    assert copy.deepcopy(m).alpha_gate and pickle.loads(pickle.dumps(m)).loss_weight == 2.0
+
+
+def test_mistyped_registry_name_suggests_the_closest():
+    from mmengine.registry import MODELS as ROOT
+
+    from detloss_plugin.registry import MODELS
+    with pytest.raises(KeyError, match=r"'GIoULos' is not registered.*did you mean "
+                                       r"detloss_plugin\.GIoULoss\?"):
+        ROOT.build(dict(type='detloss_plugin.GIoULos'))
+    with pytest.raises(KeyError, match=r'did you mean detloss_plugin\.FocalLoss\?'):
+        MODELS.build(dict(type='FocalLos'))
+    # found names and names with no close match behave as in mmengine
+    assert type(ROOT.build(dict(type='detloss_plugin.GIoULoss'))).__name__ == 'GIoULoss'
+    assert MODELS.get('Completely_Unrelated_Name') is None
+    assert 'GIoULos' not in MODELS and 'GIoULoss' in MODELS
+
+
+@pytest.mark.parametrize('use_sigmoid', [True, False])
+@pytest.mark.parametrize('name', ['FocalLoss', 'CrossEntropyLoss', 'AnchorLoss',
+                                  'SymmetricCELoss', 'GHMC'])
+def test_non_tensor_label_names_the_argument(name, use_sigmoid):
+    from detloss_plugin.models import losses as L
+    if name == 'GHMC' and not use_sigmoid:
+        pytest.skip('GHM-C has no softmax form')
+    module = getattr(L, name)(use_sigmoid=use_sigmoid)
+    score = torch.zeros(2, 3 if use_sigmoid else 4)
+    for bad in ((0, 1), [0, 1], None, 'cat'):
+        with pytest.raises((TypeError, ValueError), match=r'^label must be'):
+            module(score, bad)
+
+
+@pytest.mark.parametrize('bad', ['4', [4.0], True, torch.tensor([1.0, 2.0])])
+def test_avg_factor_must_be_a_number(bad):
+    from detloss_plugin.models.losses import FocalLoss, GIoULoss
+    boxes = torch.tensor([[0.0, 0.0, 2.0, 2.0]])
+    with pytest.raises((TypeError, ValueError), match=r'^avg_factor must be a number'):
+        FocalLoss()(torch.zeros(2, 3), torch.tensor([0, 3]), avg_factor=bad)
+    with pytest.raises((TypeError, ValueError), match=r'^avg_factor must be a number'):
+        GIoULoss()(boxes, boxes, avg_factor=bad)
+    # numbers and one-element tensors are fine: sum / avg_factor
+    loss = FocalLoss(reduction='sum')(torch.zeros(2, 3), torch.tensor([0, 3]))
+    for good in (4, 4.0, torch.tensor(4.0), torch.tensor([4.0])):
+        torch.testing.assert_close(
+            FocalLoss()(torch.zeros(2, 3), torch.tensor([0, 3]), avg_factor=good).reshape(()),
+            loss / 4, rtol=1e-6, atol=0)

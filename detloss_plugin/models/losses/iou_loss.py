@@ -3,7 +3,8 @@
 Call contract (mmdet's): ``forward(pred, target, weight=None, avg_factor=None,
 reduction_override=None)`` with ``pred``, ``target`` ``Tensor[n, 4]`` absolute
 ``(x1, y1, x2, y2)`` boxes and ``weight`` ``Tensor[n]`` or ``Tensor[n, 4]`` (averaged
-over the coordinates). Returns ``Tensor[n]`` for ``reduction='none'``, else a scalar.
+over the coordinates). Returns ``Tensor[n]`` for ``reduction='none'``, else a scalar;
+half-precision boxes give a float32 loss (computed and reduced in float32).
 The maths, defaults and papers are in :mod:`detloss_plugin.functional.iou_losses`.
 """
 from typing import Optional, Union
@@ -13,7 +14,7 @@ from torch import Tensor
 from detloss_plugin.functional import iou_losses as F
 from detloss_plugin.functional._checks import check_choice, check_positive
 from detloss_plugin.registry import MODELS
-from .utils import BaseLoss, box_weight
+from .utils import BaseLoss, box_weight, float32_inputs
 
 __all__ = ['IoULoss', 'GIoULoss', 'DIoULoss', 'CIoULoss', 'EfficientIoULoss',
            'FocalEIoULoss']
@@ -34,7 +35,8 @@ class _BoxLoss(BaseLoss):
     def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
                 avg_factor: Optional[Union[float, Tensor]] = None,
                 reduction_override: Optional[str] = None, **kwargs) -> Tensor:
-        loss = self.box_loss(pred, target)
+        # half precision: the element-wise loss is computed and reduced in float32
+        loss = self.box_loss(*float32_inputs(pred, target))
         return self.reduce(loss, box_weight(weight, pred, per_box=True), avg_factor,
                            reduction_override)
 
