@@ -2,8 +2,8 @@
 and a hook that draws training curves."""
 from .checkpoint import (enable_safe_checkpoint_loading, load_from_local_safe,
                          mmengine_safe_globals)
-from .hooks import TrainingCurvesHook
+from .hooks import AtomicCheckpointHook, TrainingCurvesHook
 from .launch import setup_device_and_launcher
 
 __all__ = ['enable_safe_checkpoint_loading', 'load_from_local_safe', 'mmengine_safe_globals',
-           'setup_device_and_launcher', 'TrainingCurvesHook']
+           'setup_device_and_launcher', 'TrainingCurvesHook', 'AtomicCheckpointHook']

@@ -35,12 +35,12 @@ torch 2.4/2.5, whose default is still unsafe. With torch < 2.4 (no
 ``add_safe_globals``) it changes nothing and returns False.
 """
 import os.path as osp
-from typing import Callable, List, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 
-__all__ = ['enable_safe_checkpoint_loading', 'load_from_local_safe',
-           'mmengine_safe_globals']
+__all__ = ['CorruptCheckpointError', 'enable_safe_checkpoint_loading',
+           'load_from_local_safe', 'mmengine_safe_globals']
 
 _ENABLED = False
 
@@ -108,12 +108,93 @@ def mmengine_safe_globals() -> List[Tuple[Callable, str]]:
     return _numpy_globals() + _mmengine_globals()
 
 
+class CorruptCheckpointError(RuntimeError):
+    """A checkpoint file that is empty, truncated or not a PyTorch checkpoint at all."""
+
+
+# the start of torch's legacy (pre-zip) format: pickle protocol 2, then its magic number
+_LEGACY_MAGIC = b'\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19'
+
+
+def _damage(filename: str) -> Optional[str]:
+    """Why ``filename`` cannot be a readable checkpoint, or None if its container looks
+    sound (zip with intact CRCs, or torch's legacy format); read only after a failed
+    load."""
+    import pickletools
+    import zipfile
+    size = osp.getsize(filename)
+    if size == 0:
+        return 'is empty (0 bytes)'
+    if zipfile.is_zipfile(filename):
+        try:
+            with zipfile.ZipFile(filename) as z:
+                pkl = [n for n in z.namelist() if n.endswith('data.pkl')]
+                if not pkl:
+                    return (f'is a zip archive ({size} bytes) without a data.pkl: not a '
+                            f'PyTorch checkpoint')
+                bad = z.testzip()
+                if bad:
+                    return f'is damaged ({size} bytes; {bad} fails its CRC check)'
+                pickled = z.read(pkl[0])
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+            return f'is a damaged zip archive ({size} bytes: {err})'
+        try:   # a well-formed opcode stream up to STOP (executes nothing)
+            for _ in pickletools.genops(pickled):
+                pass
+        except Exception as err:
+            return f'is damaged ({size} bytes; its data.pkl is cut short or garbled: {err})'
+        return None
+    with open(filename, 'rb') as f:
+        head = f.read(len(_LEGACY_MAGIC))
+    if head == _LEGACY_MAGIC:
+        return None
+    return (f'is not a PyTorch checkpoint ({size} bytes, neither a zip archive nor torch\'s '
+            f'legacy format), or it was truncated while being written')
+
+
+def _refusal_detail(err: Exception) -> str:
+    """The part of torch's weights-only error that says what was refused (without its
+    advice to load with ``weights_only=False``)."""
+    import re
+    keep = []
+    for part in re.split(r'\n\s*\n', str(err)):   # torch separates its parts by blank lines
+        part = ' '.join(part.split())
+        part = part.split('WeightsUnpickler error:', 1)[-1].strip()
+        if part and not any(w in part for w in ('weights_only', 'Weights only load failed',
+                                                'trusted source', 'Check the documentation')):
+            keep.append(part)
+    return ' '.join(keep).rstrip('.') or 'an object outside the allow-list'
+
+
+
 def load_from_local_safe(filename: str, map_location=None):
-    """mmengine's local-file loader, with ``weights_only=True`` explicitly."""
+    """mmengine's local-file loader, with ``weights_only=True`` explicitly.
+
+    A file that cannot be a checkpoint (empty, truncated, random bytes) raises
+    :class:`CorruptCheckpointError` naming it; a sound file holding objects outside the
+    allow-list raises ``pickle.UnpicklingError`` naming it and the refused object. Neither
+    message suggests ``weights_only=False``: that would run code from a file of unknown
+    origin."""
+    import pickle
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'{filename} can not be found.')
-    return torch.load(filename, map_location=map_location, weights_only=True)
+    try:
+        return torch.load(filename, map_location=map_location, weights_only=True)
+    except Exception as err:
+        damage = _damage(filename)
+        if damage is not None:
+            raise CorruptCheckpointError(
+                f'checkpoint {filename} {damage}. It was not loaded. If a run was killed '
+                f'while writing it, resume from the previous checkpoint.') from None
+        if isinstance(err, pickle.UnpicklingError):
+            raise pickle.UnpicklingError(
+                f'checkpoint {filename} was refused by safe loading: '
+                f'{_refusal_detail(err)}. Only tensors, numpy data and mmengine\'s '
+                f'HistoryBuffer are loaded (detloss_plugin.engine.checkpoint); detloss '
+                f'never unpickles anything else, which could run code from the file.'
+            ) from None
+        raise
 
 
 def enable_safe_checkpoint_loading() -> bool:
