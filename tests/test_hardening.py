@@ -417,3 +417,90 @@ def test_avg_factor_must_be_a_number(bad):
         torch.testing.assert_close(
             FocalLoss()(torch.zeros(2, 3), torch.tensor([0, 3]), avg_factor=good).reshape(()),
             loss / 4, rtol=1e-6, atol=0)
+
+
+# ---- the reference repositories as they are now ------------------------------------
+def hedgefair_default_focal(preds, labels, num_classes, alpha=0.25, gamma=2):
+    """hedgefair/Focal-Loss-Pytorch's ``focal_loss`` (Focal_Loss.py, HEAD of 2019-09-18)
+    with its defaults, transcribed operation by operation: a number alpha becomes the
+    per-class weights [alpha, 1 - alpha, ..., 1 - alpha] (class 0 as the background);
+    softmax, log of it, gather at the label, -(1 - p)^gamma log p, times alpha[label];
+    mean over the samples (size_average=True). Returns (per-sample, mean)."""
+    class_alpha = torch.zeros(num_classes, dtype=preds.dtype)
+    class_alpha[0] += alpha
+    class_alpha[1:] += (1 - alpha)
+    preds = preds.view(-1, preds.size(-1))
+    p = torch.softmax(preds, dim=1)
+    logp = torch.log(p)
+    p = p.gather(1, labels.view(-1, 1))
+    logp = logp.gather(1, labels.view(-1, 1))
+    a = class_alpha.gather(0, labels.view(-1))
+    loss = -torch.mul(torch.pow((1 - p), gamma), logp)
+    loss = torch.mul(a, loss.t())
+    return loss.view(-1), loss.mean()
+
+
+def test_softmax_focal_equals_hedgefair_default():
+    """hedgefair's default is alpha = 0.25 as per-class weights [0.25, 0.75, 0.75, ...]
+    (not 'no alpha'): detloss reproduces it with that per-class alpha, background
+    first; in an mmdet RoI head the background is the last column."""
+    from detloss_plugin.models.losses import FocalLoss
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(9, 4, generator=g, dtype=torch.float64) * 2).requires_grad_()
+    y = torch.tensor([0, 1, 2, 3, 0, 0, 2, 1, 3])
+    ref, ref_mean = hedgefair_default_focal(x, y, num_classes=4)
+    ours = C.softmax_focal_loss(x, y, alpha=[0.25, 0.75, 0.75, 0.75], gamma=2.0)
+    torch.testing.assert_close(ours, ref)
+    torch.testing.assert_close(torch.autograd.grad(ours.sum(), x)[0],
+                               torch.autograd.grad(ref.sum(), x)[0])
+    # detloss's softmax default (no weighting) is not hedgefair's default
+    assert not torch.allclose(C.softmax_focal_loss(x, y), ref)
+    # the module, background as the last column: move class 0 to the end
+    perm = torch.tensor([1, 2, 3, 0])
+    y_last = torch.tensor([3, 0, 1, 2, 3, 3, 1, 0, 2])   # label 0 -> 3, k -> k - 1
+    module = FocalLoss(use_sigmoid=False, alpha=[0.75] * 3 + [0.25], gamma=2.0)
+    torch.testing.assert_close(module(x[:, perm], y_last), ref_mean)
+
+
+def hanxunh_current_sce(pred, labels, alpha, beta, num_classes):
+    """HanxunH/SCELoss-Reproduce's current ``SCELoss.forward`` (loss.py, last changed
+    2020-02-14), transcribed: CE = torch.nn.CrossEntropyLoss (exact, mean); RCE with p
+    clamped to [1e-7, 1] and the one-hot label clamped to [1e-4, 1]; alpha * CE +
+    beta * mean(RCE). Returns (per-sample, the repository's scalar)."""
+    ce = torch.nn.functional.cross_entropy(pred, labels, reduction='none')
+    p = torch.softmax(pred, dim=1).clamp(min=1e-7, max=1.0)
+    q = torch.nn.functional.one_hot(labels, num_classes).to(pred.dtype).clamp(min=1e-4, max=1.0)
+    rce = -torch.sum(p * torch.log(q), dim=1)
+    return alpha * ce + beta * rce, alpha * ce.mean() + beta * rce.mean()
+
+
+@pytest.mark.parametrize('alpha,beta', [(0.1, 1.0), (6.0, 0.1)])
+def test_softmax_sce_equals_current_hanxunh(alpha, beta):
+    """The current reference's CE is exact: with A = ln 1e-4 detloss equals it, value
+    and gradient, wherever no probability is below 1e-7; below, the reference's p
+    clamp adds -A (1e-7 - p_k) per such class."""
+    import math
+
+    from detloss_plugin.models.losses import SymmetricCELoss
+    g = torch.Generator().manual_seed(1)
+    x = (torch.randn(8, 5, generator=g, dtype=torch.float64) * 2).requires_grad_()
+    y = torch.tensor([0, 1, 2, 3, 4, 0, 1, 2])
+    assert (torch.softmax(x, 1) > 1e-7).all()
+    ref, ref_scalar = hanxunh_current_sce(x, y, alpha, beta, 5)
+    ours = C.softmax_symmetric_ce(x, y, alpha, beta, log_zero=math.log(1e-4))
+    torch.testing.assert_close(ours, ref)
+    torch.testing.assert_close(torch.autograd.grad(ours.sum(), x)[0],
+                               torch.autograd.grad(ref.sum(), x)[0])
+    module = SymmetricCELoss(use_sigmoid=False, alpha=alpha, beta=beta,
+                             log_zero=math.log(1e-4))
+    torch.testing.assert_close(module(x, y), ref_scalar)
+    # a probability below the clamp: the difference is exactly the clamp's term
+    x2 = x.detach().clone()
+    x2[0, 3] = -40.0
+    p = torch.softmax(x2, 1)
+    assert p[0, 3] < 1e-7
+    ref2, _ = hanxunh_current_sce(x2, y, alpha, beta, 5)
+    ours2 = C.softmax_symmetric_ce(x2, y, alpha, beta, log_zero=math.log(1e-4))
+    extra = beta * -math.log(1e-4) * (1e-7 - p[0, 3])
+    torch.testing.assert_close(ref2[0] - ours2[0], extra, rtol=1e-6, atol=1e-15)
+    torch.testing.assert_close(ref2[1:], ours2[1:])

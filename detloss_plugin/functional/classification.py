@@ -276,13 +276,17 @@ def softmax_focal_loss(logits: Tensor, labels: Tensor, alpha: AlphaType = None,
     that repository: ``log p_y`` comes from ``log_softmax`` (the repository takes the
     log of the softmax, -inf when ``p_y`` underflows), :math:`1 - p_y` is
     ``-expm1(log p_y)``, and ``alpha`` is an argument, never state (the repository
-    re-assigns its ``alpha`` attribute on every call).
+    re-assigns its ``alpha`` attribute on every call). Its default ``alpha=0.25``
+    becomes the per-class weights ``[0.25, 0.75, ..., 0.75]`` (class 0 as the
+    background); here the default is no weighting, and the repository's default is
+    ``alpha=[0.25] + [0.75] * (K - 1)`` (``[0.75] * (K - 1) + [0.25]`` when the
+    background is the last column, as in mmdet's RoI heads).
 
     Args:
         logits: ``Tensor[N, K]`` (K includes the background column of RoI heads).
         labels: ``Tensor[N]`` in [0, K).
-        alpha: ``None`` (default, no weighting as in hedgefair), a number (one weight
-            for every class), or ``K`` per-class weights.
+        alpha: ``None`` (default, no weighting), a number (one weight for every
+            class), or ``K`` per-class weights.
         gamma: focusing parameter, >= 0 (0 gives (weighted) cross-entropy).
     """
     _check_labels(logits, labels)
@@ -455,12 +459,14 @@ def softmax_symmetric_ce(logits: Tensor, labels: Tensor, alpha: float = 0.1,
 
     Wang et al., ICCV 2019, https://arxiv.org/abs/1908.06112: alpha 0.1, beta 1.0
     (their CIFAR-10 setting; 6.0 / 0.1 for CIFAR-100) and A = -4 (Sec. 3.3) are the
-    defaults. Departures from HanxunH/SCELoss-Reproduce: that code clamps the one-hot
-    label at 1e-4 (so its A is ln 1e-4 = -9.21; pass ``log_zero=math.log(1e-4)``) and
-    the clamped label also enters its CE term, adding
-    :math:`10^{-4}\sum_{k \ne y} -\log p_k` to it; it also clamps ``p`` at 1e-7 before
-    the log. Here CE is the exact ``log_softmax`` cross-entropy and
-    :math:`1 - p_y = -\mathrm{expm1}(\log p_y)`.
+    defaults. Departures from HanxunH/SCELoss-Reproduce (its current ``loss.py``, whose
+    CE is exact, ``torch.nn.CrossEntropyLoss``): its RCE clamps the one-hot label at
+    1e-4 (so its A is ln 1e-4 = -9.21; pass ``log_zero=math.log(1e-4)``) and ``p`` at
+    1e-7, so it adds :math:`-A\,(10^{-7} - p_k)` for every class with
+    :math:`p_k < 10^{-7}`; here RCE is :math:`-A\,(1 - p_y)` with
+    :math:`1 - p_y = -\mathrm{expm1}(\log p_y)`, and CE the ``log_softmax``
+    cross-entropy. (The repository's first version, October 2019, also put the clamped
+    label into CE, adding :math:`10^{-4}\sum_{k \ne y} -\log p_k`.)
     """
     _check_labels(logits, labels)
     _check_sce(alpha, beta, log_zero)
