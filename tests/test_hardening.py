@@ -504,3 +504,34 @@ def test_softmax_sce_equals_current_hanxunh(alpha, beta):
     extra = beta * -math.log(1e-4) * (1e-7 - p[0, 3])
     torch.testing.assert_close(ref2[0] - ours2[0], extra, rtol=1e-6, atol=1e-15)
     torch.testing.assert_close(ref2[1:], ours2[1:])
+
+
+def test_nms_benchmark_suite_contract():
+    """tools/benchmarks/nms.py: run(args) gives torch.utils.benchmark Measurements
+    for DIoU-NMS at beta 1.0 and 0.6 (and mmcv's nms when importable), extras(args)
+    the kept counts, which are the functions' own."""
+    import importlib.util
+    import os.path as osp
+    from types import SimpleNamespace
+
+    from torch.utils.benchmark.utils.common import Measurement
+
+    from detloss_plugin.functional import diou_nms
+    spec = importlib.util.spec_from_file_location(
+        'detloss_bench_nms_contract',
+        osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools', 'benchmarks',
+                 'nms.py'))
+    suite = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(suite)
+    args = SimpleNamespace(device='cpu', threads=[1], quick=True)
+    results = suite.run(args)
+    assert results and all(isinstance(m, Measurement) for m in results)
+    names = {m.task_spec.sub_label for m in results}
+    assert {'detloss diou_nms beta=1.0', 'detloss diou_nms beta=0.6'} <= names
+    assert {m.task_spec.description for m in results} == {'n=1000'}
+    assert all(m.median > 0 for m in results)
+    extras = suite.extras(args)
+    boxes, scores = suite.clustered(1000)
+    for beta in (1.0, 0.6):
+        assert extras[f'kept detloss diou_nms beta={beta} n=1000'] == int(
+            diou_nms(boxes, scores, 0.5, beta=beta).numel())

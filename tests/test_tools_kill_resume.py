@@ -24,8 +24,8 @@ import torch
 from _tools_helpers import TOOLS, make_tiny_setup, tool_env
 
 # Imported by the training process (custom_imports); with $DETLOSS_KILL_MARKER set,
-# the second checkpoint write writes half of its bytes, flushes them, tells the test (a marker file) and waits to
-# be killed. Patched at mmengine's lowest level (the local file back-end's ``put``),
+# the second checkpoint write writes half of its bytes, flushes them, tells the test (a
+# marker file) and waits to be killed. Patched at mmengine's lowest level (the local file back-end's ``put``),
 # which every checkpoint goes through, whichever hook writes it.
 KILL_POINT = '''
 import os
