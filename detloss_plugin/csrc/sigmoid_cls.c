@@ -35,9 +35,11 @@
 
 
 /* exp(x) for x <= 0, Cephes expf's reduction and polynomial (relative error ~1e-7),
- * branch-free; exactly 0 below -87.33 (where float32's exp leaves the normal range) */
+ * branch-free; exactly 0 below -87.33 (where float32's exp leaves the normal range);
+ * NaN stays NaN */
 INLINE float exp_neg_f(float x) {
-    const float xc = max_f(x, -87.33f);
+    /* NaN: reduced as -87.33 (no float-to-int conversion of a NaN), returned as NaN */
+    const float xc = x > -87.33f ? x : -87.33f;
     const float fx = floorf(xc * 1.44269504088896341f + 0.5f);
     float r = xc - fx * 0.693359375f;
     r = r - fx * -2.12194440e-4f;
@@ -48,7 +50,7 @@ INLINE float exp_neg_f(float x) {
     const uint32_t bits = (uint32_t)((int32_t)fx + 127) << 23; /* 2^fx, fx in [-126, 0] */
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return x < -87.33f ? 0.0f : y * scale;
+    return x < -87.33f ? 0.0f : (x != x ? x : y * scale);
 }
 
 
