@@ -198,3 +198,69 @@ def test_refused_checkpoint_never_suggests_unsafe_loading(tmp_path):
 
 class _Foreign:
     pass
+
+
+class _FakeRunner:
+    """What CheckpointHook uses of a Runner: work_dir, logger, message_hub and
+    save_checkpoint (which writes a small file through mmengine's save_checkpoint, or
+    dies half-way when told to)."""
+
+    def __init__(self, work_dir):
+        import logging
+
+        from mmengine.logging import MessageHub
+        self.work_dir = work_dir
+        self.logger = logging.getLogger('detloss_fake_runner')
+        self.message_hub = MessageHub.get_instance(f'detloss_fake_runner_{id(self)}')
+        self.die_in_write = False
+
+    def save_checkpoint(self, out_dir, filename, file_client_args=None, meta=None, **kw):
+        path = osp.join(out_dir, filename)
+        if self.die_in_write:
+            with open(path, 'wb') as f:
+                f.write(b'PK\x03\x04 partial')
+            raise KeyboardInterrupt('killed while writing ' + path)
+        from mmengine.runner.checkpoint import save_checkpoint
+        save_checkpoint({'meta': dict(meta or {}), 'w': torch.ones(2)}, path)
+
+
+def _last(work):
+    with open(osp.join(work, 'last_checkpoint')) as f:
+        return f.read()
+
+
+def test_atomic_hook_order_of_writes(tmp_path):
+    """The hook's steps, without training: the old checkpoint is deleted only after the
+    new one is complete and named by last_checkpoint; a death during the write leaves
+    the previous state (checkpoint, last_checkpoint, keep list) usable."""
+    from mmengine.hooks import CheckpointHook
+
+    from detloss_plugin.engine import AtomicCheckpointHook
+    work = str(tmp_path)
+    for cls in (CheckpointHook, AtomicCheckpointHook):
+        runner = _FakeRunner(work)
+        hook = cls(interval=1, by_epoch=False, max_keep_ckpts=1)
+        hook.before_train(runner)
+        hook._save_checkpoint_with_step(runner, 1, {})
+        hook._save_checkpoint_with_step(runner, 2, {})
+        assert sorted(os.listdir(work)) == ['iter_2.pth', 'last_checkpoint']
+        assert _last(work) == osp.join(work, 'iter_2.pth')
+        runner.die_in_write = True
+        with pytest.raises(KeyboardInterrupt):
+            hook._save_checkpoint_with_step(runner, 3, {})
+        files = sorted(os.listdir(work))
+        if cls is CheckpointHook:
+            # mmengine: iter_2 deleted first, iter_3 partial, last_checkpoint dangling
+            assert files == ['iter_3.pth', 'last_checkpoint']
+            assert _last(work) == osp.join(work, 'iter_2.pth')
+            for name in files:
+                os.remove(osp.join(work, name))
+        else:
+            assert files == ['iter_2.pth', 'iter_3.pth.tmp', 'last_checkpoint']
+            assert _last(work) == osp.join(work, 'iter_2.pth')
+            assert torch.load(osp.join(work, 'iter_2.pth'))['w'].sum() == 2
+            # the next save of step 3 overwrites the stray temporary file
+            runner.die_in_write = False
+            hook._save_checkpoint_with_step(runner, 3, {})
+            assert sorted(os.listdir(work)) == ['iter_3.pth', 'last_checkpoint']
+            assert _last(work) == osp.join(work, 'iter_3.pth')

@@ -1,4 +1,5 @@
 """Hooks for mmengine's Runner (registered in ``detloss_plugin.registry.HOOKS``)."""
+import copy
 import os
 import os.path as osp
 
@@ -60,21 +61,35 @@ class AtomicCheckpointHook(CheckpointHook):
         from mmengine.fileio import LocalBackend
         if not isinstance(self.file_backend, LocalBackend):
             return super()._save_checkpoint_with_step(runner, step, meta)
+        hub = runner.message_hub
+        before = (copy.copy(getattr(self, 'keep_ckpt_ids', None)), self.last_ckpt,
+                  hub.runtime_info.get('keep_ckpt_ids'), hub.runtime_info.get('last_ckpt'))
         outdated = None
         if self.max_keep_ckpts > 0 and not (
                 len(self.keep_ckpt_ids) > 0 and self.keep_ckpt_ids[-1] == step):
             if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
                 outdated = self.keep_ckpt_ids.popleft()
             self.keep_ckpt_ids.append(step)
-            runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
+            hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
         ckpt_filename = self.filename_tmpl.format(step)
         self.last_ckpt = self.file_backend.join_path(self.out_dir, ckpt_filename)
-        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-        runner.save_checkpoint(
-            self.out_dir, ckpt_filename + '.tmp', self.file_client_args,
-            save_optimizer=self.save_optimizer,
-            save_param_scheduler=self.save_param_scheduler, meta=meta,
-            by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
+        hub.update_info('last_ckpt', self.last_ckpt)
+        try:   # the checkpoint holds the new bookkeeping (as mmengine's does)
+            runner.save_checkpoint(
+                self.out_dir, ckpt_filename + '.tmp', self.file_client_args,
+                save_optimizer=self.save_optimizer,
+                save_param_scheduler=self.save_param_scheduler, meta=meta,
+                by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
+        except BaseException:
+            # a failed write (disk full, an interrupt) leaves the bookkeeping as it was,
+            # so that a later save of this step still deletes the outdated checkpoint
+            self.keep_ckpt_ids, self.last_ckpt = before[0], before[1]
+            for key, value in (('keep_ckpt_ids', before[2]), ('last_ckpt', before[3])):
+                if value is None:
+                    hub.runtime_info.pop(key, None)
+                else:
+                    hub.update_info(key, value)
+            raise
         if not is_main_process():
             return
         tmp = self.last_ckpt + '.tmp'
