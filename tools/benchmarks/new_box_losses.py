@@ -169,7 +169,6 @@ def main(argv=None):
     args = SimpleNamespace(device=ns.device, threads=ns.threads, quick=ns.quick)
     results = run(args)
     compare = benchmark.Compare(results)
-    compare.trim_significant_figures()
     compare.print()
     for key, value in extras(args).items():
         print(f'{key}: {value}')
