@@ -328,24 +328,27 @@ def test_mmdet_siou_with_neg_gamma_matches_value_and_gradient():
 
 def test_mmdet_siou_documented_differences():
     target = boxes([0, 0, 10, 10])
-    shifts = torch.tensor([2.0, 5, 9, 30], dtype=F64)
+    shifts = torch.tensor([12.0, 15, 20, 30], dtype=F64)  # disjoint from the target
     pred = target.repeat(4, 1)
     pred[:, [0, 2]] += shifts[:, None]
     pred[:, [1, 3]] += shifts[:, None] / 3
     tgt = target.expand_as(pred)
     # 1. neg_gamma=False (mmdet's default): the distance cost has the opposite sign, so
-    #    mmdet's loss falls as the box moves away (until its clamp at 0); ours rises.
+    #    once the boxes are disjoint (IoU term constant) mmdet's loss falls as the box
+    #    moves away; ours rises.
     theirs = _mmdet_siou(pred, tgt, neg_gamma=False)
     ours = siou_loss(pred, tgt)
     assert (torch.diff(ours) > 0).all()
-    assert theirs[1] < theirs[0]
-    assert (theirs <= ours).all()
-    # 2. the clamp at 2: a far box with a different shape costs more than 2 here, exactly
-    #    2 with zero gradient in mmdet.
-    far = boxes([100, 100, 130, 105], grad=True)
+    assert (torch.diff(theirs) < 0).all()
+    assert (theirs < ours).all()
+    # 2. the clamp at 2. The loss is below 1 + (2 + 2 (1 - 1/e)^4) / 2 = 2.16; it passes 2
+    #    only for disjoint boxes far apart along both axes (distance cost near
+    #    2 (1 - e^-2)) and of very different shapes. There mmdet gives 2, no gradient.
+    far = boxes([1e5, 1e3, 1e5 + 0.1, 1e3 + 0.1], grad=True)
     ours_far = siou_loss(far, target)
     theirs_far = _mmdet_siou(far, target, neg_gamma=True)
-    assert ours_far.item() > 2.2 and theirs_far.item() == 2.0
+    assert 2.0 < ours_far.item() < 1 + (2 + 2 * (1 - math.exp(-1)) ** 4) / 2
+    assert theirs_far.item() == 2.0
     g, = torch.autograd.grad(theirs_far.sum(), far)
     assert (g == 0).all()
     g, = torch.autograd.grad(ours_far.sum(), far)

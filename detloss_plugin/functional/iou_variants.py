@@ -59,7 +59,8 @@ def siou_loss(pred: Tensor, target: Tensor, theta: float = 4.0, eps: float = 1e-
     - shape cost :math:`\Omega = \sum_{t=w,h} (1 - e^{-\omega_t})^\theta`,
       :math:`\omega_w = \frac{|w - w^{gt}|}{\max(w, w^{gt})}`, likewise :math:`\omega_h`.
 
-    The loss lies in :math:`[0, 3)` and is 0 only for :math:`B = B^{gt}`.
+    The loss lies in :math:`[0, 1 + (2 + 2(1 - 1/e)^4)/2) \approx [0, 2.16)` and is 0
+    only for :math:`B = B^{gt}`.
 
     Args:
         pred, target: ``Tensor[..., 4]``.
@@ -84,12 +85,13 @@ def siou_loss(pred: Tensor, target: Tensor, theta: float = 4.0, eps: float = 1e-
       :math:`g = \Lambda - 2` for ``neg_gamma=True`` (the paper's distance cost, as
       here) but :math:`g = 2 - \Lambda` for ``neg_gamma=False``, its default ("more
       stable" in its comment): a distance cost of the opposite sign (:math:`\le 0`,
-      unbounded below), so that its loss *falls* as a box moves away from its target,
-      down to the clamp below.
+      unbounded below): once the boxes are disjoint its loss *falls* as a box moves
+      away from its target, down to 0 at the clamp below.
     - mmdet clamps the SIoU to ``[-1, 1]``: its loss is :math:`L` clamped to
-      ``[0, 2]``, with zero gradient outside (with ``neg_gamma=True`` only the upper
-      bound is reached, wherever :math:`(\Delta + \Omega)/2 > 1 + IoU`: far or badly
-      shaped boxes get no gradient); here the loss is not clamped.
+      ``[0, 2]``, with zero gradient outside. With ``neg_gamma=True`` only the upper
+      bound can be reached, where :math:`(\Delta + \Omega)/2 > 1 + IoU`: since
+      :math:`L < 1 + (2 + 2(1 - 1/e)^4)/2 \approx 2.16`, only by disjoint boxes far
+      apart along both axes and of very different shapes. Here the loss is not clamped.
     - mmdet adds ``eps`` to the centre offsets (``s_cw``, ``s_ch``) and to both
       heights (not the widths) in the shape cost, clamps the enclosing box's sides at
       ``eps`` and has no ``eps`` in :math:`\max(w, w^{gt})` (NaN for two boxes of zero
