@@ -64,7 +64,7 @@ def siou_loss(pred: Tensor, target: Tensor, theta: float = 4.0, eps: float = 1e-
 
     Args:
         pred, target: ``Tensor[..., 4]``.
-        theta: weight of the shape cost's exponent, >= 1 (paper: 4, chosen in [2, 6];
+        theta: the shape cost's exponent, >= 1 (paper: 4, chosen in [2, 6];
             below 1 the shape cost has an infinite slope at a matching shape).
         eps: added to :math:`\sigma^2`, :math:`C_w^2`, :math:`C_h^2`,
             :math:`\max(w, w^{gt})` and the union.
