@@ -182,6 +182,14 @@ class WIoULoss(_BoxLoss):
     every rank keeps the running mean of the whole batch, as single-process training
     would, and DDP's buffer broadcast changes nothing. ``sync=False``: each rank updates
     with its own boxes (and DDP's broadcast then overwrites the others' with rank 0's).
+    The ``all_reduce`` needs every rank to call the loss equally often. Anchor heads
+    (RetinaNet) always call it, negatives included with zero weight. mmdet's RoI head,
+    FCOS and ATSS skip the call on a rank whose batch has no positive: in Faster R-CNN
+    the ground-truth boxes are added to the proposals (``add_gt_as_proposals=True``, the
+    default) and empty images are filtered (``filter_empty_gt=True``), so every rank has
+    positives; with FCOS / ATSS and data where a rank can end up without a positive
+    (images without boxes, tiny boxes), use ``sync=False``, or the ranks would wait for
+    each other.
     """
 
     def __init__(self, version: str = 'v3', alpha: float = 1.9, delta: float = 3.0,
