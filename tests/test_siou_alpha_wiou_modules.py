@@ -139,10 +139,13 @@ def test_wiou_mean_updated_from_positives_before_scaling():
     assert v1.iou_mean.item() == 1.0
 
 
-def test_wiou_no_host_synchronisation(monkeypatch):
+@pytest.mark.parametrize('name', NAMES)
+def test_no_host_synchronisation(monkeypatch, name):
+    """Forward and backward (WIoU: with its running-mean update, in training mode)
+    never turn a tensor into a Python value."""
     pred, target = pairs(n=12, seed=4)
     pred.requires_grad_()
-    module = WIoULoss().train()
+    module = CASES[name][0]().train()
 
     def forbidden(*args, **kwargs):
         raise AssertionError('tensor converted to a Python value on the training path')
