@@ -78,32 +78,50 @@ def _check_nms_args(boxes: Tensor, scores: Tensor, iou_threshold: float, beta: f
     check_choice('backend', backend, NMS_BACKENDS)
 
 
+def _pair_parts(boxes: Tensor, offset: float):
+    """Per-box quantities of :func:`_iou_penalty_block`: coordinates, area, twice the centre."""
+    x1, y1, x2, y2 = boxes.unbind(1)
+    area = (x2 - x1 + offset) * (y2 - y1 + offset)
+    return x1, y1, x2, y2, area, x1 + x2, y1 + y2
+
+
+def _iou_penalty_block(parts, r: slice, c: slice, offset: float):
+    """IoU and DIoU's ``rho^2 / c^2`` of boxes ``r`` (rows) against boxes ``c``
+    (columns), two ``Tensor[len(r), len(c)]``; ``parts`` from :func:`_pair_parts`."""
+    x1, y1, x2, y2, area, cx, cy = parts
+    w = (torch.minimum(x2[r, None], x2[None, c]) - torch.maximum(x1[r, None], x1[None, c])
+         + offset).clamp(min=0)
+    h = (torch.minimum(y2[r, None], y2[None, c]) - torch.maximum(y1[r, None], y1[None, c])
+         + offset).clamp(min=0)
+    inter = w * h
+    iou = inter / (area[r, None] + area[None, c] - inter).clamp(min=_EPS)
+    cw = torch.maximum(x2[r, None], x2[None, c]) - torch.minimum(x1[r, None], x1[None, c]) + offset
+    ch = torch.maximum(y2[r, None], y2[None, c]) - torch.minimum(y1[r, None], y1[None, c]) + offset
+    dx = cx[r, None] - cx[None, c]
+    dy = cy[r, None] - cy[None, c]
+    return iou, 0.25 * (dx * dx + dy * dy) / (cw * cw + ch * ch).clamp(min=_EPS)
+
+
+def _diou_block(parts, r: slice, c: slice, beta: float, offset: float) -> Tensor:
+    """``IoU - (rho^2 / c^2) ** beta`` of boxes ``r`` (rows) against boxes ``c``
+    (columns), ``Tensor[len(r), len(c)]``; ``parts`` from :func:`_pair_parts`."""
+    iou, penalty = _iou_penalty_block(parts, r, c, offset)
+    return iou - (penalty if beta == 1.0 else penalty.pow(beta))
+
+
 def _suppressing_pairs(boxes: Tensor, iou_threshold: float, beta: float, offset: float):
     """All pairs ``(i, j)``, ``i < j`` in score order, where box i would suppress box j."""
     n = boxes.shape[0]
-    x1, y1, x2, y2 = boxes.unbind(1)
-    area = (x2 - x1 + offset) * (y2 - y1 + offset)
-    cx, cy = x1 + x2, y1 + y2  # twice the centres
+    parts = _pair_parts(boxes, offset)
     block = max(1, _BLOCK_ELEMENTS // max(n, 1))
     rows, cols = [], []
     for start in range(0, n, block):  # row blocks bound the memory, not a loop per box
         r = slice(start, min(n, start + block))
         c = slice(start, n)
-        w = (torch.minimum(x2[r, None], x2[None, c]) - torch.maximum(x1[r, None], x1[None, c])
-             + offset).clamp(min=0)
-        h = (torch.minimum(y2[r, None], y2[None, c]) - torch.maximum(y1[r, None], y1[None, c])
-             + offset).clamp(min=0)
-        inter = w * h
-        iou = inter / (area[r, None] + area[None, c] - inter).clamp(min=_EPS)
-        cw = torch.maximum(x2[r, None], x2[None, c]) - torch.minimum(x1[r, None], x1[None, c]) + offset
-        ch = torch.maximum(y2[r, None], y2[None, c]) - torch.minimum(y1[r, None], y1[None, c]) + offset
-        dx = cx[r, None] - cx[None, c]
-        dy = cy[r, None] - cy[None, c]
-        penalty = 0.25 * (dx * dx + dy * dy) / (cw * cw + ch * ch).clamp(min=_EPS)
+        iou, penalty = _iou_penalty_block(parts, r, c, offset)
         if beta == 1.0:
-            hit = iou - penalty > iou_threshold
-            hit = torch.triu(hit, diagonal=1)  # block row k is box start + k; column 0 is box start
-            i, j = hit.nonzero(as_tuple=True)
+            hit = torch.triu(iou - penalty > iou_threshold, diagonal=1)
+            i, j = hit.nonzero(as_tuple=True)  # block row k is box start + k
         else:
             # penalty^beta >= 0: only pairs with IoU > threshold can suppress, so the
             # power (the costly operator) is taken on those pairs alone
