@@ -153,6 +153,21 @@ def test_authors_giou_on_disjoint_boxes_uses_the_unclamped_intersection():
     assert (_authors_halved(s) - true).abs().max() > 0.05
 
 
+def test_authors_giou_side_by_side_boxes_hand_values():
+    # target (10, 10, 1, 1), prediction (12, 10, 1, 1): side by side, gap 1, heights
+    # aligned. Authors: I = (10.5 - 11.5) * 1 = -1, U = 1 + 1 + 1 = 3, C = 3 * 1 = 3, and
+    # for any gap U / C = (w + w_gt + gap) h / ((w + w_gt + gap) h) = 1: no x or w step.
+    # True GIoU: U = 2, d(U/C)/dx = -U / C^2 * dC/dx = -2/9 and
+    # d(U/C)/dw = (C * h - U * dC/dw) / C^2 = (3 - 2 * 0.5) / 9 = 2/9.
+    pred = torch.tensor([[12.0, 10.0, 1.0, 1.0]], dtype=torch.float64)
+    target = torch.tensor([[10.0, 10.0, 1.0, 1.0]], dtype=torch.float64)
+    s = sim.AUTHORS_DIRECTIONS['GIoU'](pred, target)
+    assert s[0, 0] == 0 and s[0, 2] == 0
+    fixed = sim.AUTHORS_DIRECTIONS['GIoU'](pred, target, half=True, clamp=True)
+    torch.testing.assert_close(fixed[0, [0, 2]], torch.tensor([-2 / 9, 2 / 9],
+                                                              dtype=torch.float64))
+
+
 def test_authors_diou_matches_autograd_inside_the_target():
     # A prediction strictly inside its target owns no edge of the enclosing box: the
     # authors' enclosing-box terms vanish, and dDIOU.m is the true derivative up to
@@ -279,3 +294,21 @@ def test_cli_writes_table_json_and_pictures(tmp_path):
     assert math.isclose(sum(points['autograd']['DIoU']), r['final_error'], rel_tol=1e-9)
     for name in ('curves.png', 'maps_authors.png', 'maps_autograd.png'):
         assert osp.getsize(osp.join(out, name)) > 10000
+
+
+@pytest.mark.parametrize('name,loss_fn,flags', [
+    ('IoU', partial(F.iou_loss, eps=0.0), dict(half=True)),
+    ('GIoU', partial(F.giou_loss, eps=0.0), dict(half=True, clamp=True)),
+    ('DIoU', partial(F.diou_loss, eps=0.0), dict(half=True, true_enclosing=True)),
+    ('CIoU', partial(F.ciou_loss, eps=0.0), dict(half=True, true_enclosing=True,
+                                                 true_dv=True)),
+])
+def test_authors_gradients_with_every_correction_are_the_true_ones(name, loss_fn, flags):
+    # Each departure named in the transcription, corrected, gives autograd's gradient on
+    # random boxes (overlapping and disjoint): the list of departures is complete.
+    pred, target = _random_pairs(800, seed=8)
+    s = sim.AUTHORS_DIRECTIONS[name](pred, target, **flags)
+    expected = _ascent(partial(loss_fn, fast=False), pred, target)
+    torch.testing.assert_close(s, expected, atol=1e-6, rtol=1e-5)
+    # and the uncorrected direction differs from it
+    assert (sim.AUTHORS_DIRECTIONS[name](pred, target) - expected).abs().max() > 1e-2

@@ -270,12 +270,20 @@ def authors_diou_tblr(p, g):
                  for a, b in zip(d_i, d_u))
 
 
-def authors_dgiou_tblr(p, g):
+def authors_dgiou_tblr(p, g, clamp: bool = False):
     """dGIOU.m: GIoU = IoU - 1 + U / C; d(U / C) from the unclamped intersection's U,
-    added to dIoU when the boxes overlap (if C > 0), alone otherwise."""
+    added to dIoU when the boxes overlap (if C > 0), alone otherwise.
+
+    ``clamp=True`` (a correction, not the authors'): for disjoint boxes use the true
+    I = 0, i.e. U = |B| + |B_gt| and dU = d|B|.
+    """
     i, inter, union = _inter_union(p, g)
     c = _area(*_cover(p, g))
     d_u, d_c = _d_union(p, g), _d_cover(p, g)
+    if clamp:
+        overlap = _overlap(i)
+        union = torch.where(overlap, union, _area(*p) + _area(*g))
+        d_u = tuple(torch.where(overlap, du, dx) for du, dx in zip(d_u, _d_area(p)))
     c2 = torch.where(c != 0, c * c, torch.ones_like(c))
     d_uc = [(c * a - union * b) / c2 for a, b in zip(d_u, d_c)]
     overlap = _overlap(i)
@@ -284,15 +292,17 @@ def authors_dgiou_tblr(p, g):
                  for di, d in zip(d_iou, d_uc))
 
 
-def authors_to_xywh(d):
+def authors_to_xywh(d, half: bool = False):
     """to_xywh.m: (dx, dy, dw, dh) = (dl + dr, dt + db, dr - dl, db - dt). The chain rule
-    through l = x - w/2, r = x + w/2 gives (dr - dl) / 2 for dw: the authors drop 1/2."""
+    through l = x - w/2, r = x + w/2 gives (dr - dl) / 2 for dw: the authors drop 1/2
+    (``half=True`` puts it back)."""
     dt, db, dl, dr = d
-    return torch.stack([dl + dr, dt + db, dr - dl, db - dt], -1)
+    k = 0.5 if half else 1.0
+    return torch.stack([dl + dr, dt + db, k * (dr - dl), k * (db - dt)], -1)
 
 
-def _authors_distance_term(a: Tensor, b: Tensor, p, g):
-    """The rho^2 / c^2 part of dDIOU.m / dCIOU.m, on (x, y, w, h).
+def _authors_distance_term(a: Tensor, b: Tensor, p, g, true_enclosing: bool = False):
+    r"""The rho^2 / c^2 part of dDIOU.m / dCIOU.m, on (x, y, w, h).
 
     The authors build d(enclosing edge)/d(x, y, w, h) for each edge of the enclosing
     box, then give the enclosing width *and* height the same derivative record
@@ -301,6 +311,10 @@ def _authors_distance_term(a: Tensor, b: Tensor, p, g):
     vertically), and write the x, y components as
     ``(2 (x_gt - x) c^2 - d(c^2)/dx rho^2) / c^4`` (the true ascent direction has
     ``+ d(c^2)/dx rho^2``) and the w, h ones as ``+ d(c^2)/dw rho^2 / c^4``.
+
+    ``true_enclosing=True`` (a correction, not the authors'): the width depends on
+    x, w only and the height on y, h only, no -1 overrides, ``+`` in x and y: the true
+    :math:`-\partial(\rho^2/c^2)`.
     """
     ct, cb, cl, cr = _cover(p, g)
     cw, ch = cr - cl, cb - ct
@@ -314,49 +328,66 @@ def _authors_distance_term(a: Tensor, b: Tensor, p, g):
     e_l = (torch.where(left, one, zero), zero, torch.where(left, -0.5 * one, zero), zero)
     e_r = (torch.where(right, one, zero), zero, torch.where(right, 0.5 * one, zero), zero)
     shared = [e_r[0] - e_l[0], e_b[1] - e_t[1], e_r[2] - e_l[2], e_b[3] - e_t[3]]
-    d_cw, d_ch = list(shared), list(shared)
-    d_cw[2] = torch.where(left & right, -one, shared[2])
-    d_ch[3] = torch.where(top & bottom, -one, shared[3])
+    if true_enclosing:
+        d_cw = [shared[0], zero, shared[2], zero]
+        d_ch = [zero, shared[1], zero, shared[3]]
+        sign = 1.0
+    else:
+        d_cw, d_ch = list(shared), list(shared)
+        d_cw[2] = torch.where(left & right, -one, shared[2])
+        d_ch[3] = torch.where(top & bottom, -one, shared[3])
+        sign = -1.0
     d_c2 = [2 * cw * dw_ + 2 * ch * dh_ for dw_, dh_ in zip(d_cw, d_ch)]
     rho2 = (a[..., 0] - b[..., 0]) ** 2 + (a[..., 1] - b[..., 1]) ** 2
     c4 = c2 * c2
-    sx = (2 * (b[..., 0] - a[..., 0]) * c2 - d_c2[0] * rho2) / c4
-    sy = (2 * (b[..., 1] - a[..., 1]) * c2 - d_c2[1] * rho2) / c4
+    sx = (2 * (b[..., 0] - a[..., 0]) * c2 + sign * d_c2[0] * rho2) / c4
+    sy = (2 * (b[..., 1] - a[..., 1]) * c2 + sign * d_c2[1] * rho2) / c4
     sw = d_c2[2] * rho2 / c4
     sh = d_c2[3] * rho2 / c4
     return torch.stack([sx, sy, sw, sh], -1)
 
 
-def authors_iou_direction(a: Tensor, b: Tensor) -> Tensor:
+# The keyword flags switch on corrections (default off: the authors' code). With all of
+# a function's flags on it is the true ascent direction (tests/test_simulate_regression.py
+# checks this against autograd); ``--mode ablation`` runs them one at a time.
+def authors_iou_direction(a: Tensor, b: Tensor, half: bool = False) -> Tensor:
     """dIOU.m then to_xywh.m on (x, y, w, h) boxes ``a`` (pred), ``b`` (target)."""
-    return authors_to_xywh(authors_diou_tblr(_tblr(a), _tblr(b)))
+    return authors_to_xywh(authors_diou_tblr(_tblr(a), _tblr(b)), half)
 
 
-def authors_giou_direction(a: Tensor, b: Tensor) -> Tensor:
+def authors_giou_direction(a: Tensor, b: Tensor, half: bool = False,
+                           clamp: bool = False) -> Tensor:
     """dGIOU.m then to_xywh.m."""
-    return authors_to_xywh(authors_dgiou_tblr(_tblr(a), _tblr(b)))
+    return authors_to_xywh(authors_dgiou_tblr(_tblr(a), _tblr(b), clamp), half)
 
 
-def authors_diou_direction(a: Tensor, b: Tensor) -> Tensor:
+def authors_diou_direction(a: Tensor, b: Tensor, half: bool = False,
+                           true_enclosing: bool = False) -> Tensor:
     """dDIOU.m: the distance term plus to_xywh(dIOU)."""
     p, g = _tblr(a), _tblr(b)
-    return _authors_distance_term(a, b, p, g) + authors_to_xywh(authors_diou_tblr(p, g))
+    return (_authors_distance_term(a, b, p, g, true_enclosing)
+            + authors_to_xywh(authors_diou_tblr(p, g), half))
 
 
-def authors_ciou_direction(a: Tensor, b: Tensor) -> Tensor:
+def authors_ciou_direction(a: Tensor, b: Tensor, half: bool = False,
+                           true_enclosing: bool = False, true_dv: bool = False) -> Tensor:
     r"""dCIOU.m: dDIOU.m plus alpha times the authors' dv, which drops the
     :math:`1/(w^2 + h^2)` factor of :math:`\partial \arctan(w/h)`:
     ``8/pi^2 (atan(w_gt/h_gt) - atan(w/h)) (h, -w)``; alpha = v / (1 - IoU + v + 1e-7)
-    with their IoU (0 for disjoint boxes), not gated."""
+    with their IoU (0 for disjoint boxes), not gated. ``true_dv=True`` puts the factor
+    back."""
     p, g = _tblr(a), _tblr(b)
-    diff = torch.atan(b[..., 2] / b[..., 3]) - torch.atan(a[..., 2] / a[..., 3])
+    w, h = a[..., 2], a[..., 3]
+    diff = torch.atan(b[..., 2] / b[..., 3]) - torch.atan(w / h)
     v = 4 / math.pi ** 2 * diff * diff
     alpha = v / (1 - authors_iou(p, g) + v + 1e-7)
     k = alpha * 8 / math.pi ** 2 * diff
+    if true_dv:
+        k = k / (w * w + h * h)
     zero = torch.zeros_like(k)
-    aspect = torch.stack([zero, zero, k * a[..., 3], -k * a[..., 2]], -1)
-    return (_authors_distance_term(a, b, p, g) + aspect
-            + authors_to_xywh(authors_diou_tblr(p, g)))
+    aspect = torch.stack([zero, zero, k * h, -k * w], -1)
+    return (_authors_distance_term(a, b, p, g, true_enclosing) + aspect
+            + authors_to_xywh(authors_diou_tblr(p, g), half))
 
 
 AUTHORS_DIRECTIONS = {
@@ -364,6 +395,27 @@ AUTHORS_DIRECTIONS = {
     'GIoU': authors_giou_direction,
     'DIoU': authors_diou_direction,
     'CIoU': authors_ciou_direction,
+}
+
+# The authors' gradients with one correction at a time, then all (= the true gradient):
+# which difference moves which curve (docs/simulation.md).
+_P = functools.partial
+AUTHORS_ABLATIONS = {
+    'IoU': authors_iou_direction,
+    'IoU +1/2': _P(authors_iou_direction, half=True),
+    'GIoU': authors_giou_direction,
+    'GIoU +1/2': _P(authors_giou_direction, half=True),
+    'GIoU +clamp': _P(authors_giou_direction, clamp=True),
+    'GIoU +1/2 +clamp': _P(authors_giou_direction, half=True, clamp=True),
+    'DIoU': authors_diou_direction,
+    'DIoU +1/2': _P(authors_diou_direction, half=True),
+    'DIoU +enclosing': _P(authors_diou_direction, true_enclosing=True),
+    'DIoU +1/2 +enclosing': _P(authors_diou_direction, half=True, true_enclosing=True),
+    'CIoU': authors_ciou_direction,
+    'CIoU +dv': _P(authors_ciou_direction, true_dv=True),
+    'CIoU +1/2 +enclosing': _P(authors_ciou_direction, half=True, true_enclosing=True),
+    'CIoU +1/2 +enclosing +dv': _P(authors_ciou_direction, half=True, true_enclosing=True,
+                                    true_dv=True),
 }
 
 
@@ -406,14 +458,16 @@ def regress(step_fn: Callable[[Tensor, Tensor], tuple], anchors: Tensor, targets
 def simulate(mode: str, names: Optional[List[str]] = None, points: int = PAPER_POINTS,
              seed: int = 0, dtype=torch.float64, chunk: int = 1 << 16,
              steps: int = STEPS, log=None) -> Dict:
-    """Run every loss of ``mode`` ('autograd' or 'authors'), or those in ``names``.
+    """Run every loss of ``mode`` ('autograd', 'authors' or 'ablation'), or those in
+    ``names``.
 
     Returns ``{'mode', 'points', 'cases', 'steps', 'losses': {name: record}}`` where a
     record has ``errors`` (E(0) .. E(steps)), ``total_error`` (sum of E(1..steps)),
     ``final_error`` (E(steps)), their per-case values, ``point_final_error`` (the final
     error summed over each point's 343 cases), ``non_finite`` and ``seconds``.
     """
-    registry = autograd_losses() if mode == 'autograd' else AUTHORS_DIRECTIONS
+    registry = {'autograd': autograd_losses(), 'authors': AUTHORS_DIRECTIONS,
+                'ablation': AUTHORS_ABLATIONS}[mode]
     names = list(registry) if names is None else [n for n in names if n in registry]
     pts = sample_points(points, seed, dtype)
     anchors, targets = make_cases(pts)
@@ -449,7 +503,7 @@ def results_table(runs: List[Dict]) -> str:
              'final / case | non-finite cases |',
              '|---|---|---:|---:|---:|---:|---:|']
     for run in runs:
-        mode = "authors' MATLAB" if run['mode'] == 'authors' else 'autograd (detloss)'
+        mode = _MODE_NAMES[run['mode']]
         for name, r in run['losses'].items():
             lines.append(f"| {mode} | {name} | {r['total_error']:.4g} | "
                          f"{r['final_error']:.4g} | {r['total_error_per_case']:.4g} | "
@@ -465,7 +519,10 @@ def _figure(figsize, dpi=80):
     return fig
 
 
-_TITLES = {'authors': "authors' MATLAB gradients", 'autograd': 'autograd through detloss'}
+_MODE_NAMES = {'authors': "authors' MATLAB", 'autograd': 'autograd (detloss)',
+               'ablation': "authors' + corrections"}
+_TITLES = {'authors': "authors' MATLAB gradients", 'autograd': 'autograd through detloss',
+           'ablation': "authors' gradients, with corrections"}
 
 
 def plot_curves(runs: List[Dict], path: str) -> None:
@@ -532,7 +589,8 @@ def write_outputs(runs: List[Dict], out_dir: str, plots: bool = True) -> None:
     if plots:
         plot_curves(runs, osp.join(out_dir, 'curves.png'))
         for run in runs:
-            plot_maps(run, osp.join(out_dir, f"maps_{run['mode']}.png"))
+            if run['mode'] != 'ablation':
+                plot_maps(run, osp.join(out_dir, f"maps_{run['mode']}.png"))
 
 
 def parse_args(argv=None):
@@ -540,7 +598,9 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--points', type=int, default=PAPER_POINTS,
                    help='anchor centres (343 cases each); the paper: 5000')
-    p.add_argument('--mode', choices=('both', 'autograd', 'authors'), default='both')
+    p.add_argument('--mode', choices=('both', 'autograd', 'authors', 'ablation'),
+                   default='both', help="both = authors' then autograd; ablation = the "
+                   "authors' gradients with each correction (docs/simulation.md)")
     p.add_argument('--losses', nargs='+', help='names to run (default: all of the mode)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--dtype', choices=('float64', 'float32'), default='float64')
@@ -562,7 +622,7 @@ def main(argv=None):
     dtype = getattr(torch, args.dtype)
     modes = ('authors', 'autograd') if args.mode == 'both' else (args.mode,)
     if args.losses:
-        known = set(autograd_losses()) | set(AUTHORS_DIRECTIONS)
+        known = set(autograd_losses()) | set(AUTHORS_ABLATIONS)
         unknown = [n for n in args.losses if n not in known]
         if unknown:
             sys.exit(f'--losses: unknown {unknown}; known: {sorted(known)}')
