@@ -282,8 +282,13 @@ def test_cli_writes_table_json_and_pictures(tmp_path):
     assert [r['mode'] for r in results] == ['authors', 'autograd']
     assert list(results[0]['losses']) == ['IoU', 'DIoU']
     assert list(results[1]['losses']) == ['IoU', 'DIoU', 'L1']
-    rows = [line for line in open(osp.join(out, 'results.md')) if line.startswith('| ')]
+    md = open(osp.join(out, 'results.md')).read().split('\n\n')
+    rows = [line for line in md[0].splitlines() if line.startswith('| ')]
     assert len(rows) == 1 + 5
+    # side by side: IoU, DIoU in both modes, L1 in autograd only
+    wide = [line for line in md[1].splitlines() if line.startswith('| ')]
+    assert [w.split(' | ')[0] for w in wide[1:]] == ['| IoU', '| DIoU', '| L1']
+    assert wide[3].startswith('| L1 | — | — | ')
     r = results[1]['losses']['DIoU']
     assert len(r['errors']) == 201
     assert math.isclose(r['total_error'], sum(r['errors'][1:]), rel_tol=1e-12)

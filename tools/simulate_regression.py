@@ -511,6 +511,23 @@ def results_table(runs: List[Dict]) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def comparison_table(runs: List[Dict]) -> str:
+    """One row per loss, the authors' and autograd's errors per case side by side."""
+    by_mode = {run['mode']: run['losses'] for run in runs}
+    authors, autograd = by_mode.get('authors', {}), by_mode.get('autograd', {})
+    lines = ["| loss | authors' MATLAB: total / case | final / case | "
+             "autograd (detloss): total / case | final / case |",
+             '|---|---:|---:|---:|---:|']
+    for name in list(authors) + [n for n in autograd if n not in authors]:
+        cells = []
+        for losses in (authors, autograd):
+            r = losses.get(name)
+            cells += ([f"{r['total_error_per_case']:.4g}", f"{r['final_error_per_case']:.4g}"]
+                      if r else ['—', '—'])
+        lines.append(f"| {name} | " + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
 def _figure(figsize, dpi=80):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -576,6 +593,8 @@ def write_outputs(runs: List[Dict], out_dir: str, plots: bool = True) -> None:
     table = results_table(runs)
     with open(osp.join(out_dir, 'results.md'), 'w') as f:
         f.write(table)
+        if {'authors', 'autograd'} <= {run['mode'] for run in runs}:
+            f.write('\n' + comparison_table(runs))
     per_point = {'point_xy': runs[0]['point_xy'],
                  **{run['mode']: {name: r['point_final_error']
                                   for name, r in run['losses'].items()} for run in runs}}
