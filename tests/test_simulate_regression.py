@@ -299,6 +299,10 @@ def test_cli_writes_table_json_and_pictures(tmp_path):
     assert math.isclose(sum(points['autograd']['DIoU']), r['final_error'], rel_tol=1e-9)
     for name in ('curves.png', 'maps_authors.png', 'maps_autograd.png'):
         assert osp.getsize(osp.join(out, name)) > 10000
+    # --from-results redraws a previous run's table without simulating
+    again = str(tmp_path / 'again')
+    sim.main(['--from-results', out, '--out-dir', again, '--no-plots'])
+    assert open(osp.join(again, 'results.md')).read() == open(osp.join(out, 'results.md')).read()
 
 
 @pytest.mark.parametrize('name,loss_fn,flags', [

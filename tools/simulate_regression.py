@@ -572,7 +572,7 @@ def plot_maps(run: Dict, path: str) -> None:
     names = list(run['losses'])
     cols = min(4, len(names))
     rows = math.ceil(len(names) / cols)
-    fig = _figure((3.6 * cols, 3.2 * rows))
+    fig = _figure((3.6 * cols, 3.2 * rows), dpi=64)
     xy = torch.tensor(run['point_xy'])
     tri = mtri.Triangulation(xy[:, 0].numpy(), xy[:, 1].numpy())
     for k, name in enumerate(names):
@@ -612,6 +612,20 @@ def write_outputs(runs: List[Dict], out_dir: str, plots: bool = True) -> None:
                 plot_maps(run, osp.join(out_dir, f"maps_{run['mode']}.png"))
 
 
+def load_runs(results_dir: str) -> List[Dict]:
+    """The runs of a previous ``--out-dir`` (results.json + point_errors.json), as
+    :func:`simulate` returns them."""
+    with open(osp.join(results_dir, 'results.json')) as f:
+        runs = json.load(f)
+    with open(osp.join(results_dir, 'point_errors.json')) as f:
+        per_point = json.load(f)
+    for run in runs:
+        run['point_xy'] = per_point['point_xy']
+        for name, r in run['losses'].items():
+            r['point_final_error'] = per_point[run['mode']][name]
+    return runs
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -627,6 +641,9 @@ def parse_args(argv=None):
     p.add_argument('--threads', type=int, default=1, help='torch CPU threads')
     p.add_argument('--out-dir', default='work_dirs/simulation')
     p.add_argument('--no-plots', action='store_true')
+    p.add_argument('--from-results', metavar='DIR',
+                   help='redraw the table and pictures of a previous --out-dir DIR into '
+                        '--out-dir, without simulating')
     args = p.parse_args(argv)
     if args.points < 3:
         p.error(f'--points must be >= 3 (a surface needs a triangle), got {args.points}')
@@ -638,6 +655,11 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.from_results:
+        runs = load_runs(args.from_results)
+        write_outputs(runs, args.out_dir, plots=not args.no_plots)
+        print(results_table(runs))
+        return
     dtype = getattr(torch, args.dtype)
     modes = ('authors', 'autograd') if args.mode == 'both' else (args.mode,)
     if args.losses:
