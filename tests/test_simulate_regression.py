@@ -321,3 +321,13 @@ def test_authors_gradients_with_every_correction_are_the_true_ones(name, loss_fn
     torch.testing.assert_close(s, expected, atol=1e-6, rtol=1e-5)
     # and the uncorrected direction differs from it
     assert (sim.AUTHORS_DIRECTIONS[name](pred, target) - expected).abs().max() > 1e-2
+
+
+def test_cli_rejects_unknown_losses_and_too_few_points(tmp_path):
+    with pytest.raises(SystemExit, match="unknown \\['Foo'\\]"):
+        sim.main(['--points', '3', '--losses', 'Foo', '--out-dir', str(tmp_path)])
+    with pytest.raises(SystemExit, match='none of'):
+        sim.main(['--points', '3', '--mode', 'authors', '--losses', 'EIoU',
+                  '--out-dir', str(tmp_path)])
+    with pytest.raises(SystemExit):
+        sim.parse_args(['--points', '2'])

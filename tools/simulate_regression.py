@@ -671,6 +671,9 @@ def main(argv=None):
     runs = [simulate(m, args.losses, args.points, args.seed, dtype, args.chunk,
                      log=functools.partial(print, flush=True)) for m in modes]
     runs = [r for r in runs if r['losses']]
+    if not runs:
+        sys.exit(f'--losses: none of {args.losses} has a gradient in mode {args.mode!r} '
+                 f"(the authors' gradients: {list(AUTHORS_ABLATIONS)})")
     write_outputs(runs, args.out_dir, plots=not args.no_plots)
     print(results_table(runs))
     print(f'[detloss simulate] {sum(r["cases"] for r in runs[:1]):,} cases, '
