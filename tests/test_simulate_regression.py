@@ -101,6 +101,11 @@ def _random_pairs(n, seed, overlap=None):
     return pred, target
 
 
+def _authors(name, pred, target, **flags):
+    """The authors' direction ``name`` (with correction flags) on (x, y, w, h) boxes."""
+    return sim.AUTHORS_DIRECTIONS[name](sim.AuthorsPair(pred, target), **flags)
+
+
 def _ascent(loss_fn, pred, target):
     """minus autograd's gradient of loss_fn on (x, y, w, h)."""
     s, _ = sim.autograd_direction(loss_fn, pred, target)
@@ -118,7 +123,7 @@ def test_authors_iou_giou_match_autograd_on_overlapping_boxes(name, loss_fn):
     # only to_xywh.m doubles the w, h components.
     pred, target = _random_pairs(400, seed=3, overlap=True)
     assert len(pred) > 100
-    s = sim.AUTHORS_DIRECTIONS[name](pred, target)
+    s = _authors(name, pred, target)
     expected = _ascent(partial(loss_fn, fast=False), pred, target)
     torch.testing.assert_close(_authors_halved(s), expected, atol=1e-5, rtol=1e-4)
     # ... so without the correction the w, h components are twice the true ones
@@ -128,7 +133,7 @@ def test_authors_iou_giou_match_autograd_on_overlapping_boxes(name, loss_fn):
 def test_authors_iou_is_zero_for_disjoint_boxes():
     pred, target = _random_pairs(400, seed=4, overlap=False)
     assert len(pred) > 50
-    assert (sim.AUTHORS_DIRECTIONS['IoU'](pred, target) == 0).all()
+    assert (_authors('IoU', pred, target) == 0).all()
 
 
 def test_authors_giou_on_disjoint_boxes_uses_the_unclamped_intersection():
@@ -147,7 +152,7 @@ def test_authors_giou_on_disjoint_boxes_uses_the_unclamped_intersection():
                    * (torch.maximum(py2, ty2) - torch.minimum(py1, ty1)))
         return -union / enclose
 
-    s = sim.AUTHORS_DIRECTIONS['GIoU'](pred, target)
+    s = _authors('GIoU', pred, target)
     torch.testing.assert_close(_authors_halved(s), _ascent(signed_giou_loss, pred, target))
     true = _ascent(partial(F.giou_loss, fast=False, eps=0.0), pred, target)
     assert (_authors_halved(s) - true).abs().max() > 0.05
@@ -161,9 +166,9 @@ def test_authors_giou_side_by_side_boxes_hand_values():
     # d(U/C)/dw = (C * h - U * dC/dw) / C^2 = (3 - 2 * 0.5) / 9 = 2/9.
     pred = torch.tensor([[12.0, 10.0, 1.0, 1.0]], dtype=torch.float64)
     target = torch.tensor([[10.0, 10.0, 1.0, 1.0]], dtype=torch.float64)
-    s = sim.AUTHORS_DIRECTIONS['GIoU'](pred, target)
+    s = _authors('GIoU', pred, target)
     assert s[0, 0] == 0 and s[0, 2] == 0
-    fixed = sim.AUTHORS_DIRECTIONS['GIoU'](pred, target, half=True, clamp=True)
+    fixed = _authors('GIoU', pred, target, half=True, clamp=True)
     torch.testing.assert_close(fixed[0, [0, 2]], torch.tensor([-2 / 9, 2 / 9],
                                                               dtype=torch.float64))
 
@@ -179,7 +184,7 @@ def test_authors_diou_matches_autograd_inside_the_target():
     room = (target[:, 2:] - wh) / 2
     xy = 10 + room * 0.9 * (2 * torch.rand(300, 2, generator=g, dtype=torch.float64) - 1)
     pred = torch.cat([xy, wh], 1)
-    s = sim.AUTHORS_DIRECTIONS['DIoU'](pred, target)
+    s = _authors('DIoU', pred, target)
     expected = _ascent(partial(F.diou_loss, fast=False, eps=0.0), pred, target)
     torch.testing.assert_close(_authors_halved(s), expected)
 
@@ -195,7 +200,7 @@ def test_authors_diou_enclosing_term_hand_values():
     # -d/dw = 4 * (2*3*0.5) / 100 = 0.12.
     pred = torch.tensor([[12.0, 10.0, 1.0, 0.8]], dtype=torch.float64)
     target = torch.tensor([[10.0, 10.0, 1.0, 1.0]], dtype=torch.float64)
-    s = sim.AUTHORS_DIRECTIONS['DIoU'](pred, target)
+    s = _authors('DIoU', pred, target)
     torch.testing.assert_close(s, torch.tensor([[-0.72, 0.0, 0.16, 0.0]], dtype=torch.float64))
     true = _ascent(partial(F.diou_loss, fast=False, eps=0.0), pred, target)
     torch.testing.assert_close(true, torch.tensor([[-0.16, 0.0, 0.12, 0.0]],
@@ -207,7 +212,7 @@ def test_authors_ciou_aspect_term_is_detloss_authors_gradient():
     # the gradient of alpha v with dv/dw, dv/dh without 1/(w^2 + h^2), which detloss's
     # ciou_loss(authors_gradient=True) reproduces (alpha without gradient in both).
     pred, target = _random_pairs(500, seed=7)
-    s = sim.AUTHORS_DIRECTIONS['CIoU'](pred, target) - sim.AUTHORS_DIRECTIONS['DIoU'](pred, target)
+    s = _authors('CIoU', pred, target) - _authors('DIoU', pred, target)
 
     def aspect_only(p, t):
         return (F.ciou_loss(p, t, authors_gradient=True, fast=False, eps=0.0)
@@ -220,13 +225,13 @@ def test_authors_ciou_aspect_term_is_detloss_authors_gradient():
 def test_authors_iou_gradient_is_zero_for_flipped_boxes():
     # a flipped prediction (t > b or l > r) never overlaps, so dIOU.m's branch for
     # flipped boxes has nothing to act on: the gradient is 0 whatever the branch does
-    p = (torch.tensor([10.6, 10.0]), torch.tensor([10.2, 10.8]),   # t, b: flipped, normal
-         torch.tensor([9.4, 10.3]), torch.tensor([10.3, 9.4]))     # l, r: normal, flipped
-    g = tuple(torch.tensor([v, v]) for v in (9.5, 10.5, 9.5, 10.5))
-    for d in sim.authors_diou_tblr(p, g):
-        assert (d == 0).all()
-    ok = (torch.tensor([10.0]), torch.tensor([10.8]), torch.tensor([9.4]), torch.tensor([10.3]))
-    assert all((d != 0).all() for d in sim.authors_diou_tblr(ok, tuple(x[:1] for x in g)))
+    target = torch.tensor([[10.0, 10.0, 1.0, 1.0]] * 3, dtype=torch.float64)
+    pred = torch.tensor([[9.85, 10.4, 0.9, -0.4],     # h < 0 (t = 10.6 > b = 10.2)
+                         [9.85, 10.4, -0.9, 0.8],     # w < 0
+                         [9.85, 10.4, 0.9, 0.8]], dtype=torch.float64)  # overlapping
+    d = torch.stack(sim.authors_diou_tblr(sim.AuthorsPair(pred, target)), -1)
+    assert (d[:2] == 0).all()
+    assert (d[2] != 0).all()
 
 
 # ------------------------------------------------------------------- reduced runs
@@ -316,11 +321,11 @@ def test_authors_gradients_with_every_correction_are_the_true_ones(name, loss_fn
     # Each departure named in the transcription, corrected, gives autograd's gradient on
     # random boxes (overlapping and disjoint): the list of departures is complete.
     pred, target = _random_pairs(800, seed=8)
-    s = sim.AUTHORS_DIRECTIONS[name](pred, target, **flags)
+    s = _authors(name, pred, target, **flags)
     expected = _ascent(partial(loss_fn, fast=False), pred, target)
     torch.testing.assert_close(s, expected, atol=1e-6, rtol=1e-5)
     # and the uncorrected direction differs from it
-    assert (sim.AUTHORS_DIRECTIONS[name](pred, target) - expected).abs().max() > 1e-2
+    assert (_authors(name, pred, target) - expected).abs().max() > 1e-2
 
 
 def test_cli_rejects_unknown_losses_and_too_few_points(tmp_path):

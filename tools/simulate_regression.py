@@ -51,6 +51,7 @@ import os
 import os.path as osp
 import sys
 import time
+from functools import cached_property
 from typing import Callable, Dict, List, Optional
 
 import torch
@@ -182,78 +183,100 @@ def autograd_direction(loss_fn: Callable, boxes: Tensor, targets: Tensor):
 
 # ------------------------------------------------------- the authors' MATLAB gradients
 # Boxes as the authors hold them: (t, b, l, r) = (y - h/2, y + h/2, x - w/2, x + w/2).
-# Each function returns the *ascent* direction the authors add to the box
+# Each direction function returns the *ascent* direction the authors add to the box
 # (pred = pred + eta (2 - IoU) s), i.e. minus their gradient of the loss.
 def _tblr(b: Tensor):
     x, y, w, h = b.unbind(-1)
     return y - h / 2, y + h / 2, x - w / 2, x + w / 2
 
 
-def _inter(p, g):
-    """In.m: the intersection's edges, *not* clamped (negative sides when disjoint)."""
-    return (torch.maximum(p[0], g[0]), torch.minimum(p[1], g[1]),
-            torch.maximum(p[2], g[2]), torch.minimum(p[3], g[3]))
-
-
-def _cover(p, g):
-    """cover.m: the enclosing box's edges."""
-    return (torch.minimum(p[0], g[0]), torch.maximum(p[1], g[1]),
-            torch.minimum(p[2], g[2]), torch.maximum(p[3], g[3]))
-
-
 def _area(t, b, l, r):
     return (b - t) * (r - l)
 
 
-def _overlap(i) -> Tensor:
-    return (i[0] < i[1]) & (i[2] < i[3])
+def _where0(cond: Tensor, x: Tensor) -> Tensor:
+    return torch.where(cond, x, torch.zeros_like(x))
 
 
-def _inter_union(p, g):
-    i = _inter(p, g)
-    inter = _area(*i)  # signed: positive when disjoint along both axes
-    return i, inter, _area(*p) + _area(*g) - inter
+class AuthorsPair:
+    """A prediction ``a`` and its target ``b`` (``Tensor[N, 4]``, (x, y, w, h)) with the
+    quantities of the authors' helper files, each computed once per step (the MATLAB
+    helpers recompute them in every call; the values are the same)."""
+
+    def __init__(self, a: Tensor, b: Tensor):
+        self.a, self.b = a, b
+        self.p, self.g = _tblr(a), _tblr(b)
+
+    @cached_property
+    def inter_edges(self):
+        """In.m: the intersection's edges, *not* clamped (negative sides when disjoint)."""
+        p, g = self.p, self.g
+        return (torch.maximum(p[0], g[0]), torch.minimum(p[1], g[1]),
+                torch.maximum(p[2], g[2]), torch.minimum(p[3], g[3]))
+
+    @cached_property
+    def cover_edges(self):
+        """cover.m: the enclosing box's edges."""
+        p, g = self.p, self.g
+        return (torch.minimum(p[0], g[0]), torch.maximum(p[1], g[1]),
+                torch.minimum(p[2], g[2]), torch.maximum(p[3], g[3]))
+
+    @cached_property
+    def areas(self):
+        return _area(*self.p), _area(*self.g)
+
+    @cached_property
+    def inter(self) -> Tensor:
+        """(b - t)(r - l) of the unclamped intersection: negative for boxes apart along
+        one axis, positive for boxes apart along both."""
+        return _area(*self.inter_edges)
+
+    @cached_property
+    def union(self) -> Tensor:
+        return self.areas[0] + self.areas[1] - self.inter
+
+    @cached_property
+    def overlap(self) -> Tensor:
+        t, b, l, r = self.inter_edges
+        return (t < b) & (l < r)
+
+    @cached_property
+    def iou(self) -> Tensor:
+        """iou.m: I / U when the intersection has positive sides, else 0."""
+        safe_union = torch.where(self.union == 0, torch.ones_like(self.union), self.union)
+        return _where0(self.overlap, self.inter / safe_union)
+
+    @cached_property
+    def d_inter(self):
+        """dIbox.m: d I / d(t, b, l, r) of the predicted edge that bounds the
+        intersection, from the unclamped intersection (so also for disjoint boxes)."""
+        p, g = self.p, self.g
+        t, b, l, r = self.inter_edges
+        return (_where0(p[0] > g[0], -(r - l)), _where0(p[1] < g[1], r - l),
+                _where0(p[2] > g[2], -(b - t)), _where0(p[3] < g[3], b - t))
+
+    @cached_property
+    def d_area(self):
+        """dXbox.m: d area / d(t, b, l, r)."""
+        t, b, l, r = self.p
+        w, h = r - l, b - t
+        return -w, w, -h, h
+
+    @cached_property
+    def d_union(self):
+        """dUbox.m: dU = dX - dI."""
+        return tuple(x - i for x, i in zip(self.d_area, self.d_inter))
+
+    @cached_property
+    def d_cover(self):
+        """dCbox.m: d C / d(t, b, l, r), C the enclosing box's area."""
+        p, g = self.p, self.g
+        t, b, l, r = self.cover_edges
+        return (_where0(p[0] < g[0], -(r - l)), _where0(p[1] > g[1], r - l),
+                _where0(p[2] < g[2], -(b - t)), _where0(p[3] > g[3], b - t))
 
 
-def _safe_div(a: Tensor, b: Tensor) -> Tensor:
-    return a / torch.where(b == 0, torch.ones_like(b), b)
-
-
-def authors_iou(p, g) -> Tensor:
-    """iou.m: I / U when the (unclamped) intersection has positive sides, else 0."""
-    i, inter, union = _inter_union(p, g)
-    return torch.where(_overlap(i), _safe_div(inter, union), torch.zeros_like(inter))
-
-
-def _d_inter(p, g):
-    """dIbox.m: d I / d(t, b, l, r) of the predicted edge that bounds the intersection,
-    computed from the unclamped intersection (so also for disjoint boxes)."""
-    t, b, l, r = _inter(p, g)
-    zero = torch.zeros_like(t)
-    return (torch.where(p[0] > g[0], -(r - l), zero), torch.where(p[1] < g[1], r - l, zero),
-            torch.where(p[2] > g[2], -(b - t), zero), torch.where(p[3] < g[3], b - t, zero))
-
-
-def _d_area(p):
-    """dXbox.m: d area / d(t, b, l, r)."""
-    w, h = p[3] - p[2], p[1] - p[0]
-    return -w, w, -h, h
-
-
-def _d_union(p, g):
-    """dUbox.m: dU = dX - dI."""
-    return tuple(a - b for a, b in zip(_d_area(p), _d_inter(p, g)))
-
-
-def _d_cover(p, g):
-    """dCbox.m: d C / d(t, b, l, r), C the enclosing box's area."""
-    t, b, l, r = _cover(p, g)
-    zero = torch.zeros_like(t)
-    return (torch.where(p[0] < g[0], -(r - l), zero), torch.where(p[1] > g[1], r - l, zero),
-            torch.where(p[2] < g[2], -(b - t), zero), torch.where(p[3] > g[3], b - t, zero))
-
-
-def authors_diou_tblr(p, g):
+def authors_diou_tblr(pair: AuthorsPair):
     """dIOU.m: d IoU / d(t, b, l, r), zero unless the boxes overlap.
 
     dIOU.m ends with a branch for a flipped box (``t >= b``: ``s.dt = s.db; s.db =
@@ -261,35 +284,31 @@ def authors_diou_tblr(p, g):
     box never passes the overlap test (``max(t, t_gt) >= t >= b >= min(b, b_gt)``), so
     both components are already 0 there. It is left out.
     """
-    i, inter, union = _inter_union(p, g)
-    d_i, d_u = _d_inter(p, g), _d_union(p, g)
-    ok = _overlap(i) & (union > 0)
+    inter, union = pair.inter, pair.union
+    ok = pair.overlap & (union > 0)
     u2 = torch.where(ok, union * union, torch.ones_like(union))
-    zero = torch.zeros_like(union)
-    return tuple(torch.where(ok, (union * a - inter * b) / u2, zero)
-                 for a, b in zip(d_i, d_u))
+    return tuple(_where0(ok, (union * di - inter * du) / u2)
+                 for di, du in zip(pair.d_inter, pair.d_union))
 
 
-def authors_dgiou_tblr(p, g, clamp: bool = False):
+def authors_dgiou_tblr(pair: AuthorsPair, clamp: bool = False):
     """dGIOU.m: GIoU = IoU - 1 + U / C; d(U / C) from the unclamped intersection's U,
     added to dIoU when the boxes overlap (if C > 0), alone otherwise.
 
     ``clamp=True`` (a correction, not the authors'): for disjoint boxes use the true
     I = 0, i.e. U = |B| + |B_gt| and dU = d|B|.
     """
-    i, inter, union = _inter_union(p, g)
-    c = _area(*_cover(p, g))
-    d_u, d_c = _d_union(p, g), _d_cover(p, g)
+    overlap = pair.overlap
+    c = _area(*pair.cover_edges)
+    union, d_u = pair.union, pair.d_union
     if clamp:
-        overlap = _overlap(i)
-        union = torch.where(overlap, union, _area(*p) + _area(*g))
-        d_u = tuple(torch.where(overlap, du, dx) for du, dx in zip(d_u, _d_area(p)))
+        union = torch.where(overlap, union, pair.areas[0] + pair.areas[1])
+        d_u = tuple(torch.where(overlap, du, dx) for du, dx in zip(d_u, pair.d_area))
     c2 = torch.where(c != 0, c * c, torch.ones_like(c))
-    d_uc = [(c * a - union * b) / c2 for a, b in zip(d_u, d_c)]
-    overlap = _overlap(i)
-    d_iou = authors_diou_tblr(p, g)
-    return tuple(torch.where(overlap, di + torch.where(c > 0, d, torch.zeros_like(d)), d)
-                 for di, d in zip(d_iou, d_uc))
+    d_uc = [(c * du - union * dc) / c2 for du, dc in zip(d_u, pair.d_cover)]
+    c_pos = c > 0
+    return tuple(torch.where(overlap, di + _where0(c_pos, d), d)
+                 for di, d in zip(authors_diou_tblr(pair), d_uc))
 
 
 def authors_to_xywh(d, half: bool = False):
@@ -301,7 +320,7 @@ def authors_to_xywh(d, half: bool = False):
     return torch.stack([dl + dr, dt + db, k * (dr - dl), k * (db - dt)], -1)
 
 
-def _authors_distance_term(a: Tensor, b: Tensor, p, g, true_enclosing: bool = False):
+def _authors_distance_term(pair: AuthorsPair, true_enclosing: bool = False) -> Tensor:
     r"""The rho^2 / c^2 part of dDIOU.m / dCIOU.m, on (x, y, w, h).
 
     The authors build d(enclosing edge)/d(x, y, w, h) for each edge of the enclosing
@@ -316,26 +335,28 @@ def _authors_distance_term(a: Tensor, b: Tensor, p, g, true_enclosing: bool = Fa
     x, w only and the height on y, h only, no -1 overrides, ``+`` in x and y: the true
     :math:`-\partial(\rho^2/c^2)`.
     """
-    ct, cb, cl, cr = _cover(p, g)
+    a, b, p, g = pair.a, pair.b, pair.p, pair.g
+    ct, cb, cl, cr = pair.cover_edges
     cw, ch = cr - cl, cb - ct
     c2 = cw * cw + ch * ch
-    one, zero = torch.ones_like(cw), torch.zeros_like(cw)
-    top, bottom = p[0] < g[0], p[1] > g[1]    # the prediction owns the enclosing edge
+    # the prediction owns the enclosing box's top / bottom / left / right edge
+    top, bottom = p[0] < g[0], p[1] > g[1]
     left, right = p[2] < g[2], p[3] > g[3]
-    # (d/dx, d/dy, d/dw, d/dh) of each enclosing edge
-    e_t = (zero, torch.where(top, one, zero), zero, torch.where(top, -0.5 * one, zero))
-    e_b = (zero, torch.where(bottom, one, zero), zero, torch.where(bottom, 0.5 * one, zero))
-    e_l = (torch.where(left, one, zero), zero, torch.where(left, -0.5 * one, zero), zero)
-    e_r = (torch.where(right, one, zero), zero, torch.where(right, 0.5 * one, zero), zero)
-    shared = [e_r[0] - e_l[0], e_b[1] - e_t[1], e_r[2] - e_l[2], e_b[3] - e_t[3]]
+    t, bo, le, ri = (m.to(cw.dtype) for m in (top, bottom, left, right))
+    # d/dx, d/dy, d/dw, d/dh of the enclosing width (right - left edge) and height
+    # (bottom - top edge): edge (x +- w/2) or (y +- h/2) when the prediction owns it
+    zero = torch.zeros_like(cw)
+    d_width = [ri - le, zero, 0.5 * (ri + le), zero]
+    d_height = [zero, bo - t, zero, 0.5 * (bo + t)]
     if true_enclosing:
-        d_cw = [shared[0], zero, shared[2], zero]
-        d_ch = [zero, shared[1], zero, shared[3]]
-        sign = 1.0
+        d_cw, d_ch, sign = d_width, d_height, 1.0
     else:
+        # the authors' records: width and height both get (dx, dy, dw, dh) =
+        # (d_width dx, d_height dy, d_width dw, d_height dh), then the -1 overrides
+        shared = [d_width[0], d_height[1], d_width[2], d_height[3]]
         d_cw, d_ch = list(shared), list(shared)
-        d_cw[2] = torch.where(left & right, -one, shared[2])
-        d_ch[3] = torch.where(top & bottom, -one, shared[3])
+        d_cw[2] = torch.where(left & right, -torch.ones_like(cw), shared[2])
+        d_ch[3] = torch.where(top & bottom, -torch.ones_like(cw), shared[3])
         sign = -1.0
     d_c2 = [2 * cw * dw_ + 2 * ch * dh_ for dw_, dh_ in zip(d_cw, d_ch)]
     rho2 = (a[..., 0] - b[..., 0]) ** 2 + (a[..., 1] - b[..., 1]) ** 2
@@ -347,47 +368,47 @@ def _authors_distance_term(a: Tensor, b: Tensor, p, g, true_enclosing: bool = Fa
     return torch.stack([sx, sy, sw, sh], -1)
 
 
-# The keyword flags switch on corrections (default off: the authors' code). With all of
-# a function's flags on it is the true ascent direction (tests/test_simulate_regression.py
-# checks this against autograd); ``--mode ablation`` runs them one at a time.
-def authors_iou_direction(a: Tensor, b: Tensor, half: bool = False) -> Tensor:
-    """dIOU.m then to_xywh.m on (x, y, w, h) boxes ``a`` (pred), ``b`` (target)."""
-    return authors_to_xywh(authors_diou_tblr(_tblr(a), _tblr(b)), half)
+# Each direction takes an AuthorsPair (prediction, target). The keyword flags switch on
+# corrections (default off: the authors' code). With all of a function's flags on it is
+# the true ascent direction (tests/test_simulate_regression.py checks this against
+# autograd); ``--mode ablation`` runs them one at a time.
+def authors_iou_direction(pair: AuthorsPair, half: bool = False) -> Tensor:
+    """dIOU.m then to_xywh.m."""
+    return authors_to_xywh(authors_diou_tblr(pair), half)
 
 
-def authors_giou_direction(a: Tensor, b: Tensor, half: bool = False,
+def authors_giou_direction(pair: AuthorsPair, half: bool = False,
                            clamp: bool = False) -> Tensor:
     """dGIOU.m then to_xywh.m."""
-    return authors_to_xywh(authors_dgiou_tblr(_tblr(a), _tblr(b), clamp), half)
+    return authors_to_xywh(authors_dgiou_tblr(pair, clamp), half)
 
 
-def authors_diou_direction(a: Tensor, b: Tensor, half: bool = False,
+def authors_diou_direction(pair: AuthorsPair, half: bool = False,
                            true_enclosing: bool = False) -> Tensor:
     """dDIOU.m: the distance term plus to_xywh(dIOU)."""
-    p, g = _tblr(a), _tblr(b)
-    return (_authors_distance_term(a, b, p, g, true_enclosing)
-            + authors_to_xywh(authors_diou_tblr(p, g), half))
+    return (_authors_distance_term(pair, true_enclosing)
+            + authors_to_xywh(authors_diou_tblr(pair), half))
 
 
-def authors_ciou_direction(a: Tensor, b: Tensor, half: bool = False,
+def authors_ciou_direction(pair: AuthorsPair, half: bool = False,
                            true_enclosing: bool = False, true_dv: bool = False) -> Tensor:
     r"""dCIOU.m: dDIOU.m plus alpha times the authors' dv, which drops the
     :math:`1/(w^2 + h^2)` factor of :math:`\partial \arctan(w/h)`:
     ``8/pi^2 (atan(w_gt/h_gt) - atan(w/h)) (h, -w)``; alpha = v / (1 - IoU + v + 1e-7)
     with their IoU (0 for disjoint boxes), not gated. ``true_dv=True`` puts the factor
     back."""
-    p, g = _tblr(a), _tblr(b)
+    a, b = pair.a, pair.b
     w, h = a[..., 2], a[..., 3]
     diff = torch.atan(b[..., 2] / b[..., 3]) - torch.atan(w / h)
     v = 4 / math.pi ** 2 * diff * diff
-    alpha = v / (1 - authors_iou(p, g) + v + 1e-7)
+    alpha = v / (1 - pair.iou + v + 1e-7)
     k = alpha * 8 / math.pi ** 2 * diff
     if true_dv:
         k = k / (w * w + h * h)
     zero = torch.zeros_like(k)
     aspect = torch.stack([zero, zero, k * h, -k * w], -1)
-    return (_authors_distance_term(a, b, p, g, true_enclosing) + aspect
-            + authors_to_xywh(authors_diou_tblr(p, g), half))
+    return (_authors_distance_term(pair, true_enclosing) + aspect
+            + authors_to_xywh(authors_diou_tblr(pair), half))
 
 
 AUTHORS_DIRECTIONS = {
@@ -421,7 +442,8 @@ AUTHORS_ABLATIONS = {
 
 def authors_step_direction(direction_fn: Callable, boxes: Tensor, targets: Tensor):
     """``(s, IoU)``: the authors' update direction and their IoU (iou.m)."""
-    return direction_fn(boxes, targets), authors_iou(_tblr(boxes), _tblr(targets))
+    pair = AuthorsPair(boxes, targets)
+    return direction_fn(pair), pair.iou
 
 
 # -------------------------------------------------------------------- the simulation
