@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 r"""The DIoU paper's regression simulation (Zheng et al., AAAI 2020, Algorithm 1).
 
-    python tools/simulate_regression.py [--points 5000] [--mode both|autograd|authors]
-        [--losses GIoU DIoU ...] [--out-dir work_dirs/simulation] [--dtype float64]
+    python tools/simulate_regression.py [--points 5000]
+        [--mode both|autograd|authors|ablation] [--losses GIoU DIoU ...]
+        [--out-dir work_dirs/simulation] [--dtype float64] [--from-results DIR]
 
 Seven target boxes of area 1 centred at (10, 10), with aspect ratios 1:4 .. 4:1; anchor
 centres at ``--points`` points uniform in the disk of radius 3 around (10, 10)
@@ -31,7 +32,8 @@ Two gradient modes:
   ``to_xywh.m`` and the helpers they call, in the "simulation experiment" folder of
   https://github.com/Zzh-tju/DIoU), with their IoU (``iou.m``) in the step size. They
   differ from the true derivatives; docs/simulation.md lists each difference and what it
-  does to the curves.
+  does to the curves. ``ablation`` runs them with each difference corrected in turn
+  (:data:`AUTHORS_ABLATIONS`).
 
 Outputs in ``--out-dir``: ``curves.png`` (E(t) of every loss, one panel per mode),
 ``maps_<mode>.png`` (the final error summed over the 343 cases of each anchor point, as a
@@ -39,9 +41,10 @@ surface over the disk, like the paper's Fig. 3), ``results.md`` and ``results.js
 (total and final error, absolute and per case, and the E(t) curves), and
 ``point_errors.json`` (the anchor points and each loss's final error per point).
 
-The cases are vectorised and processed in chunks of ``--chunk`` cases (bounded memory,
-cache-friendly). The full run of every loss in both modes takes minutes on one CPU
-thread (docs/simulation.md gives the measured time).
+The cases are vectorised and processed in chunks of ``--chunk`` cases (bounded memory).
+The full run of every loss in both modes took 22 minutes on one thread of a 2-core
+machine shared with other jobs (docs/simulation.md); ``--points 200`` with three losses
+takes about a minute.
 """
 import argparse
 import functools
@@ -51,7 +54,6 @@ import os
 import os.path as osp
 import sys
 import time
-from functools import cached_property
 from typing import Callable, Dict, List, Optional
 
 import torch
@@ -207,46 +209,46 @@ class AuthorsPair:
         self.a, self.b = a, b
         self.p, self.g = _tblr(a), _tblr(b)
 
-    @cached_property
+    @functools.cached_property
     def inter_edges(self):
         """In.m: the intersection's edges, *not* clamped (negative sides when disjoint)."""
         p, g = self.p, self.g
         return (torch.maximum(p[0], g[0]), torch.minimum(p[1], g[1]),
                 torch.maximum(p[2], g[2]), torch.minimum(p[3], g[3]))
 
-    @cached_property
+    @functools.cached_property
     def cover_edges(self):
         """cover.m: the enclosing box's edges."""
         p, g = self.p, self.g
         return (torch.minimum(p[0], g[0]), torch.maximum(p[1], g[1]),
                 torch.minimum(p[2], g[2]), torch.maximum(p[3], g[3]))
 
-    @cached_property
+    @functools.cached_property
     def areas(self):
         return _area(*self.p), _area(*self.g)
 
-    @cached_property
+    @functools.cached_property
     def inter(self) -> Tensor:
         """(b - t)(r - l) of the unclamped intersection: negative for boxes apart along
         one axis, positive for boxes apart along both."""
         return _area(*self.inter_edges)
 
-    @cached_property
+    @functools.cached_property
     def union(self) -> Tensor:
         return self.areas[0] + self.areas[1] - self.inter
 
-    @cached_property
+    @functools.cached_property
     def overlap(self) -> Tensor:
         t, b, l, r = self.inter_edges
         return (t < b) & (l < r)
 
-    @cached_property
+    @functools.cached_property
     def iou(self) -> Tensor:
         """iou.m: I / U when the intersection has positive sides, else 0."""
         safe_union = torch.where(self.union == 0, torch.ones_like(self.union), self.union)
         return _where0(self.overlap, self.inter / safe_union)
 
-    @cached_property
+    @functools.cached_property
     def d_inter(self):
         """dIbox.m: d I / d(t, b, l, r) of the predicted edge that bounds the
         intersection, from the unclamped intersection (so also for disjoint boxes)."""
@@ -255,19 +257,19 @@ class AuthorsPair:
         return (_where0(p[0] > g[0], -(r - l)), _where0(p[1] < g[1], r - l),
                 _where0(p[2] > g[2], -(b - t)), _where0(p[3] < g[3], b - t))
 
-    @cached_property
+    @functools.cached_property
     def d_area(self):
         """dXbox.m: d area / d(t, b, l, r)."""
         t, b, l, r = self.p
         w, h = r - l, b - t
         return -w, w, -h, h
 
-    @cached_property
+    @functools.cached_property
     def d_union(self):
         """dUbox.m: dU = dX - dI."""
         return tuple(x - i for x, i in zip(self.d_area, self.d_inter))
 
-    @cached_property
+    @functools.cached_property
     def d_cover(self):
         """dCbox.m: d C / d(t, b, l, r), C the enclosing box's area."""
         p, g = self.p, self.g
