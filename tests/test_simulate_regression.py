@@ -236,7 +236,7 @@ def test_authors_iou_gradient_is_zero_for_flipped_boxes():
 
 # ------------------------------------------------------------------- reduced runs
 def test_authors_gradients_reproduce_the_papers_order():
-    # The paper's Fig. 3 / an independent full re-run with these gradients: final error
+    # The paper's figures / an independent full re-run with these gradients: final error
     # per case IoU 3.42, GIoU 0.89, DIoU 0.0024, CIoU 0.0024.
     run = sim.simulate('authors', points=12, seed=0)
     assert run['cases'] == 12 * 343

@@ -37,7 +37,7 @@ Two gradient modes:
 
 Outputs in ``--out-dir``: ``curves.png`` (E(t) of every loss, one panel per mode),
 ``maps_<mode>.png`` (the final error summed over the 343 cases of each anchor point, as a
-surface over the disk, like the paper's Fig. 3), ``results.md`` and ``results.json``
+surface over the disk, like the paper's figures), ``results.md`` and ``results.json``
 (total and final error, absolute and per case, and the E(t) curves), and
 ``point_errors.json`` (the anchor points and each loss's final error per point).
 
@@ -590,7 +590,7 @@ def plot_curves(runs: List[Dict], path: str) -> None:
 
 def plot_maps(run: Dict, path: str) -> None:
     """The final error summed over each anchor point's 343 cases, as a surface over the
-    disk of anchor centres (the paper's Fig. 3 style), one panel per loss."""
+    disk of anchor centres (as the paper's figures), one panel per loss."""
     import matplotlib.tri as mtri
     from mpl_toolkits.mplot3d import Axes3D  # noqa: F401  (registers '3d')
     names = list(run['losses'])
