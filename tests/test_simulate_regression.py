@@ -255,7 +255,8 @@ def test_autograd_losses_with_a_disjoint_gradient_converge():
     losses = run['losses']
     assert set(losses) == set(sim.autograd_losses())
     converging = [k for k, r in losses.items() if r['disjoint_gradient']]
-    assert {'GIoU', 'DIoU', 'CIoU', 'EIoU', 'L1', 'Smooth L1'} <= set(converging)
+    assert {'GIoU', 'DIoU', 'CIoU', 'EIoU', 'L1', 'Smooth L1', 'L2', 'Focal L1'} \
+        <= set(converging)
     for name in converging:
         assert losses[name]['final_error_per_case'] < 0.05, name
         assert losses[name]['non_finite'] == 0, name

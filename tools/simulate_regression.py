@@ -149,6 +149,8 @@ def autograd_losses() -> Dict[str, Callable[[Tensor, Tensor], Tensor]]:
         'Focal-EIoU (detached)': functools.partial(F.focal_eiou_loss, detach_weight=True),
         'L1': F.l1_loss,
         'Smooth L1': F.smooth_l1_loss,
+        'L2': F.mse_loss,
+        'Focal L1': F.focal_l1_loss,
     }
     for name, attr in OPTIONAL_LOSSES.items():
         fn = getattr(F, attr, None)
@@ -560,6 +562,20 @@ def _figure(figsize, dpi=80):
     return fig
 
 
+def _save(fig, path: str) -> None:
+    """Save as a 256-colour PNG (a third of the size of matplotlib's RGBA PNG for these
+    pictures; they go into the repository)."""
+    try:
+        from PIL import Image
+    except ImportError:  # pillow comes with matplotlib; keep the plain PNG otherwise
+        fig.savefig(path)
+        return
+    fig.canvas.draw()
+    image = Image.frombuffer('RGBA', fig.canvas.get_width_height(),
+                             fig.canvas.buffer_rgba(), 'raw', 'RGBA', 0, 1)
+    image.convert('RGB').quantize(colors=256).save(path, optimize=True)
+
+
 _MODE_NAMES = {'authors': "authors' MATLAB", 'autograd': 'autograd (detloss)',
                'ablation': "authors' + corrections"}
 _TITLES = {'authors': "authors' MATLAB gradients", 'autograd': 'autograd through detloss',
@@ -585,7 +601,7 @@ def plot_curves(runs: List[Dict], path: str) -> None:
         ax.grid(alpha=0.3, which='both')
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    _save(fig, path)
 
 
 def plot_maps(run: Dict, path: str) -> None:
@@ -609,7 +625,7 @@ def plot_maps(run: Dict, path: str) -> None:
         ax.set_zlabel('final error', fontsize=7)
     fig.suptitle(f"Final error per anchor point (sum over 343 cases), {_TITLES[run['mode']]}")
     fig.tight_layout()
-    fig.savefig(path)
+    _save(fig, path)
 
 
 def write_outputs(runs: List[Dict], out_dir: str, plots: bool = True) -> None:
