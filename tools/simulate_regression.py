@@ -44,7 +44,7 @@ surface over the disk, like the paper's figures), ``results.md`` and ``results.j
 The cases are vectorised and processed in chunks of ``--chunk`` cases (bounded memory).
 The full run of every loss in both modes took 22 minutes on one thread of a 2-core
 machine shared with other jobs (docs/simulation.md); ``--points 200`` with three losses
-takes about a minute.
+takes under a minute.
 """
 import argparse
 import functools
