@@ -156,7 +156,19 @@ def autograd_losses() -> Dict[str, Callable[[Tensor, Tensor], Tensor]]:
         fn = getattr(F, attr, None)
         if fn is not None:
             losses[name] = fn
+    if 'WIoU' in losses:
+        losses['WIoU'] = functools.partial(F.wiou_loss, version='v1')
+        losses['WIoU v3'] = _wiou_v3_chunk_mean
     return losses
+
+
+def _wiou_v3_chunk_mean(pred: Tensor, target: Tensor) -> Tensor:
+    """Wise-IoU v3 with the running mean of 1 - IoU replaced by its mean over the cases of
+    this call (momentum 1): the simulation has no training schedule for the paper's
+    momentum, and each step sees every case of a chunk at once."""
+    one = pred.new_ones(())
+    mean = F.wiou_running_mean(pred.detach(), target, one, momentum=1.0, sync=False)
+    return F.wiou_loss(pred, target, version='v3', iou_mean=mean)
 
 
 # losses that may not exist yet in detloss_plugin.functional: display name -> attribute
