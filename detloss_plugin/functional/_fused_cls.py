@@ -57,7 +57,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ._kernels import POW_MODES, VECTOR_FLAGS, CompiledLibrary
+from ._kernels import POW_MODES, VECTOR_FLAGS, CompiledLibrary, chunk_bounds, run_chunks
 
 __all__ = ['load_cls_kernel', 'cls_kernel_for', 'sigmoid_focal', 'sigmoid_focal_torch',
            'ghmc_regions',
@@ -142,9 +142,14 @@ def _grad_operand(grad: Tensor):
 def _focal_loss(kernel, x: Tensor, t: Tensor, alpha: Optional[Tensor], gamma: float
                 ) -> Tensor:
     out = torch.empty_like(x)
-    kernel['detloss_sigmoid_focal_loss_f32'](
-        POW_MODES.get(float(gamma), 0), float(gamma), _ptr(alpha), x.data_ptr(),
-        t.data_ptr(), x.shape[0], x.shape[1], out.data_ptr())
+    rows, cols = x.shape
+    head = (POW_MODES.get(float(gamma), 0), float(gamma), _ptr(alpha))
+    xp, tp, op = x.data_ptr(), t.data_ptr(), out.data_ptr()
+
+    def chunk(a, b):   # rows [a, b), 4 * cols bytes a row
+        kernel['detloss_sigmoid_focal_loss_f32'](*head, xp + 4 * a * cols, tp + 4 * a * cols,
+                                                 b - a, cols, op + 4 * a * cols)
+    run_chunks(chunk, rows, cols)
     return out
 
 
@@ -169,10 +174,15 @@ class _SigmoidFocal(torch.autograd.Function):
             return g, None, None, None, None, None
         g, row_stride, per_element = _grad_operand(grad)
         out = torch.empty_like(logits)
-        ctx.kernel['detloss_sigmoid_focal_grad_f32'](
-            POW_MODES.get(float(ctx.gamma), 0), float(ctx.gamma), _ptr(alpha),
-            logits.data_ptr(), targets.data_ptr(), logits.shape[0], logits.shape[1],
-            g.data_ptr(), row_stride, per_element, out.data_ptr())
+        rows, cols = logits.shape
+        head = (POW_MODES.get(float(ctx.gamma), 0), float(ctx.gamma), _ptr(alpha))
+        xp, tp, gp, op = logits.data_ptr(), targets.data_ptr(), g.data_ptr(), out.data_ptr()
+
+        def chunk(a, b):
+            ctx.kernel['detloss_sigmoid_focal_grad_f32'](
+                *head, xp + 4 * a * cols, tp + 4 * a * cols, b - a, cols,
+                gp + 4 * a * row_stride, row_stride, per_element, op + 4 * a * cols)
+        run_chunks(chunk, rows, cols)
         return out, None, None, None, None, None
 
 
@@ -302,13 +312,33 @@ def ghmc_regions(kernel, logits: Tensor, targets: Tensor, valid: Tensor, edges: 
         v = v.contiguous()
     edges = edges.to(device='cpu', dtype=torch.float32).contiguous()
     region = torch.empty(x.shape, dtype=torch.uint8)
-    stats = torch.zeros(bins + 1, dtype=torch.int64)
     bce = torch.empty_like(x)
-    kernel['detloss_ghmc_regions_f32'](
-        x.data_ptr(), t.data_ptr(), v.data_ptr(), v.stride(0), v.stride(1), x.shape[0],
-        x.shape[1], edges.data_ptr(), bins, region.data_ptr(), stats.data_ptr(),
-        bce.data_ptr())
+    rows, cols = x.shape
+    bounds = chunk_bounds(rows, cols)
+    # one row of counts per chunk (the kernel adds to them), summed afterwards
+    counts = torch.zeros((len(bounds), bins + 1), dtype=torch.int64)
+    starts = {a: k for k, (a, _) in enumerate(bounds)}
+    xp, tp, vp, rp, bp = (x.data_ptr(), t.data_ptr(), v.data_ptr(), region.data_ptr(),
+                          bce.data_ptr())
+    vs0, vs1, ep = v.stride(0), v.stride(1), edges.data_ptr()
+
+    def chunk(a, b):
+        kernel['detloss_ghmc_regions_f32'](
+            xp + 4 * a * cols, tp + 4 * a * cols, vp + a * vs0, vs0, vs1, b - a, cols, ep,
+            bins, rp + a * cols, counts[starts[a]].data_ptr(), bp + 4 * a * cols)
+    if len(bounds) == 1:
+        chunk(0, rows)
+    else:
+        run_chunks(chunk, rows, cols)
+    stats = counts.sum(0) if len(bounds) > 1 else counts[0]
     return region, stats, bce
+
+
+def _weigh(kernel, region: Tensor, table: Tensor, loss: Tensor) -> None:
+    """``loss *= table[region]`` in place, on the kernel's threads."""
+    rp, wp, lp = region.data_ptr(), table.data_ptr(), loss.data_ptr()
+    run_chunks(lambda a, b: kernel['detloss_ghmc_weigh_f32'](rp + a, wp, b - a, lp + 4 * a),
+               loss.numel())
 
 
 class _GHMCWeightedBCE(torch.autograd.Function):
@@ -321,8 +351,7 @@ class _GHMCWeightedBCE(torch.autograd.Function):
         ctx.kernel = kernel
         ctx.save_for_backward(logits, targets, region, table)
         loss = bce_buffer.pop()
-        kernel['detloss_ghmc_weigh_f32'](region.data_ptr(), table.data_ptr(), loss.numel(),
-                                         loss.data_ptr())
+        _weigh(kernel, region, table, loss)
         return loss
 
     @staticmethod
@@ -338,10 +367,14 @@ class _GHMCWeightedBCE(torch.autograd.Function):
             return g, None, None, None, None, None
         g, _, per_element = _grad_operand(grad)
         out = torch.empty_like(logits)
-        ctx.kernel['detloss_ghmc_grad_f32'](logits.data_ptr(), targets.data_ptr(),
-                                            region.data_ptr(), table.data_ptr(),
-                                            logits.numel(), g.data_ptr(), per_element,
-                                            out.data_ptr())
+        xp, tp, rp, wp = logits.data_ptr(), targets.data_ptr(), region.data_ptr(), table.data_ptr()
+        gp, op = g.data_ptr(), out.data_ptr()
+
+        def chunk(a, b):   # elements [a, b)
+            ctx.kernel['detloss_ghmc_grad_f32'](xp + 4 * a, tp + 4 * a, rp + a, wp, b - a,
+                                                gp + 4 * a * per_element, per_element,
+                                                op + 4 * a)
+        run_chunks(chunk, logits.numel())
         return out, None, None, None, None, None
 
 
@@ -354,6 +387,5 @@ def ghmc_weighted_bce(kernel, logits: Tensor, targets: Tensor, region: Tensor,
     if torch.is_grad_enabled() and logits.requires_grad:
         return _GHMCWeightedBCE.apply(logits.contiguous(), targets.contiguous(), region,
                                       table, kernel, [bce])
-    kernel['detloss_ghmc_weigh_f32'](region.data_ptr(), table.data_ptr(), bce.numel(),
-                                     bce.data_ptr())
+    _weigh(kernel, region, table, bce)
     return bce
