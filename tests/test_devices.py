@@ -307,10 +307,13 @@ def test_module_on_device_equals_cpu_without_host_sync(case, device):
     xd, td, wd = _to(device, x, target, weight)
     _module_step(module, xd, td, wd, 7.0)        # warm-up (kernel builds, lazy state)
     module = _build(cfg).to(device)               # fresh state (GHM's moving average)
+    other = _build(cfg).to(device)
+    # mmdet's heads also pass avg_factor as a 0-d tensor on the device (made outside the
+    # block: a tensor from a Python number is a copy from the host)
+    avg = torch.tensor(7.0, device=device)
     with no_host_sync(device):
         loss, grad = _module_step(module, xd, td, wd, 7.0)
-        # mmdet's heads also pass avg_factor as a 0-d tensor on the device
-        _module_step(_build(cfg).to(device), xd, td, wd, torch.tensor(7.0, device=device))
+        _module_step(other, xd, td, wd, avg)
     torch.testing.assert_close(loss.cpu(), ref[0], rtol=2e-5, atol=1e-6)
     torch.testing.assert_close(grad.cpu(), ref[1], rtol=2e-4, atol=1e-6)
 
