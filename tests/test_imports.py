@@ -92,7 +92,7 @@ assert mm.CheckpointLoader._schemes[''] is ours.load_from_local_safe
 
 
 def test_a_users_own_local_loader_is_left_in_place():
-    pytest.importorskip('mmdet')
+    pytest.importorskip('mmengine')
     proc = _run('''
 import warnings
 from mmengine.runner import checkpoint as mm
