@@ -18,7 +18,6 @@ import torch
 from detloss_plugin.functional import _fused_cls, _fused_iou
 from detloss_plugin.functional import classification as C
 from detloss_plugin.functional import ghm as G
-from detloss_plugin.functional import iou_losses as IL
 from detloss_plugin.functional.nms import batched_diou_nms, diou_nms
 from device_utils import no_host_sync
 from test_fast_paths import (LOSSES, TRUE_GRADIENT, assert_same, degenerate_pairs,

@@ -109,8 +109,9 @@ def test_ghmc_kernel_same_result_for_any_thread_count(bins, momentum, small_chun
         (grad,) = torch.autograd.grad(loss.sum() / total, xx)
         return loss.detach(), total, grad, new_acc
     one = _with_threads(1, run)
+    edges = G.ghm_edges(bins, G.GHMC_LAST_EDGE)
     region1, stats1, _ = _with_threads(1, lambda: _fused_cls.ghmc_regions(
-        _fused_cls.load_cls_kernel(), x, t, valid.expand_as(x), G.ghm_edges(bins, G.GHMC_LAST_EDGE)))
+        _fused_cls.load_cls_kernel(), x, t, valid.expand_as(x), edges))
     for threads in (2, 3):
         small_chunks.clear()
         many = _with_threads(threads, run)
@@ -121,8 +122,7 @@ def test_ghmc_kernel_same_result_for_any_thread_count(bins, momentum, small_chun
             else:
                 assert torch.equal(a, b)
         region, stats, _ = _with_threads(threads, lambda: _fused_cls.ghmc_regions(
-            _fused_cls.load_cls_kernel(), x, t, valid.expand_as(x),
-            G.ghm_edges(bins, G.GHMC_LAST_EDGE)))
+            _fused_cls.load_cls_kernel(), x, t, valid.expand_as(x), edges))
         assert torch.equal(region, region1) and torch.equal(stats, stats1)
         # the counts: every valid element once, in its region
         assert int(stats[-1]) == int(valid.sum()) * 9 == int(stats[:-1].sum())
