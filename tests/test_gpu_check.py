@@ -62,7 +62,8 @@ def test_config_trains_two_iterations_on_cpu(tmp_path):
                      'train_dataloader.batch_size=2', 'train_dataloader.num_workers=0',
                      'train_dataloader.persistent_workers=False',
                      'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
-                     'default_hooks.logger.interval=1'], cwd=str(tmp_path), timeout=900)
+                     'default_hooks.logger.interval=1',
+                     'model.test_cfg.score_thr=0.0'], cwd=str(tmp_path), timeout=900)
     log = proc.stdout + proc.stderr
     assert 'loss_bbox' in log
     assert not re.search(r'loss\w*: (nan|inf)', log)
