@@ -107,7 +107,8 @@ def step_contender(description, loss_cls, loss_bbox, reg_decoded_bbox=False, ref
 
 
 def _log_vars(out):
-    return {k: float(v) for k, v in out.items()}
+    return {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
+            for k, v in out.items()}
 
 
 def _size_name(n):
