@@ -28,6 +28,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -133,6 +134,9 @@ def main(argv=None) -> int:
     parser.add_argument('--quick', action='store_true', help='small sizes, short timings')
     parser.add_argument('--only', action='append', help='cases whose name contains this '
                         '(suites that support it)')
+    parser.add_argument('--min-run-time', type=float, default=None,
+                        help='seconds of timed calls per contender and size (suites built '
+                        'on tools/benchmarks/_common.py; default: each case\'s own)')
     parser.add_argument('--out', default=None, help='JSON file for the results')
     parser.add_argument('--markdown', default=None, help='also write the ratio table here')
     parser.add_argument('--python', default=None,
@@ -187,7 +191,11 @@ def main(argv=None) -> int:
         f"{'+'.join(args.suite)}-{args.device}{'-quick' if args.quick else ''}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     results['ratio_table'] = table
-    out.write_text(json.dumps(results, indent=1, default=str))
+    text = json.dumps(results, indent=1, default=str)
+    # lists of numbers (the raw times) on one line each
+    text = re.sub(r'\[\s+([-+0-9.eE,\s]+?)\s+\]',
+                  lambda m: '[' + ' '.join(m.group(1).split()) + ']', text)
+    out.write_text(text)
     print('\n'.join(table))
     print(f'results: {out}')
     if args.markdown:

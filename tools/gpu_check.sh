@@ -4,6 +4,9 @@
 #
 #   tools/gpu_check.sh            # report: work_dirs/gpu_check/report.md
 #
+# The time limits of the steps add up to 590 s (60 + 150 + 60 + 150 + 170); a step that
+# runs over its limit is reported as FAILED (time limit) and the next one runs.
+#
 # 1. environment: torch, CUDA device, mmcv's CUDA ops (a CUDA nms call), mmdet;
 # 2. the CUDA tests: every device-parametrised test (`pytest -m cuda`: fast == plain and
 #    gradcheck of the torch fast paths on CUDA, every loss and module on CUDA against the
@@ -68,7 +71,7 @@ excerpt() {   # excerpt LOG PATTERN LINES: matching lines (or the tail) as a cod
 }
 
 # 1. environment ------------------------------------------------------------------------
-step "environment" 120 "$OUT/env.log" "$PY" - <<'PY'
+step "environment" 60 "$OUT/env.log" "$PY" - <<'PY'
 import torch
 assert torch.cuda.is_available(), 'no CUDA device: tools/gpu_check.sh needs a GPU'
 print('torch', torch.__version__, 'CUDA', torch.version.cuda, 'device', torch.cuda.get_device_name(0))
@@ -94,26 +97,28 @@ if [[ $ENV_RC -ne 0 ]]; then
 fi
 
 # 2. CUDA tests -------------------------------------------------------------------------
-step "CUDA tests (pytest -m cuda)" 180 "$OUT/tests.log" \
+step "CUDA tests (pytest -m cuda)" 150 "$OUT/tests.log" \
     "$PY" -m pytest -m cuda -q -p no:cacheprovider -rfE tests/
 excerpt "$OUT/tests.log" "passed|failed|FAILED|ERROR|error" 40
 
 # 3. stock RetinaNet R50 training with a detloss loss and --amp ------------------------------
 DATA="$REPO/data/synthetic_coco"
 if [[ ! -f "$DATA/annotations/instances_train.json" ]]; then
-    step "synthetic dataset" 120 "$OUT/dataset.log" \
+    step "synthetic dataset" 60 "$OUT/dataset.log" \
         "$PY" tools/make_dataset.py --out "$DATA" --seed 0 --num-train 400 --num-val 50 \
         --image-size 320
 fi
-step "RetinaNet R50-FPN + detloss GIoULoss, --amp, 300 iterations" 200 "$OUT/train.log" \
+step "RetinaNet R50-FPN + detloss GIoULoss, --amp, 300 iterations" 150 "$OUT/train.log" \
     "$PY" tools/train.py configs/gpu_check/retinanet_r50_fpn_giou_synthetic.py --amp \
     --work-dir "$OUT/train"
 excerpt "$OUT/train.log" "Iter\(train\) \[ *(20|100|200|300)/|bbox_mAP|Error|error|nan" 12
 
 # 4. benchmarks on CUDA -------------------------------------------------------------------
-step "tools/benchmark.py --device cuda" 240 "$OUT/benchmark.log" \
+# 0.5 s of timed calls per contender and size (three interleaved rounds): about 2 minutes
+step "tools/benchmark.py --device cuda" 170 "$OUT/benchmark.log" \
     "$PY" tools/benchmark.py --device cuda --suite iou_family --suite classification \
-    --suite diou_nms --out "$OUT/benchmark-cuda.json" --markdown "$OUT/benchmark-cuda.md"
+    --suite diou_nms --min-run-time 0.5 --out "$OUT/benchmark-cuda.json" \
+    --markdown "$OUT/benchmark-cuda.md"
 if [[ -f "$OUT/benchmark-cuda.md" ]]; then
     { echo "Median per call on CUDA, ratio = contender / detloss (> 1: detloss faster); raw"
       echo "numbers, peak memory and host synchronisations in \`benchmark-cuda.json\`."

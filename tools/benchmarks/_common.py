@@ -195,10 +195,11 @@ def measure_cases(cases: List[Case], args, extras: dict, rounds: int = 3,
 def _interleaved(case, row, runnable, threads, args, rounds, env):
     if not runnable:
         return []
+    budget = getattr(args, 'min_run_time', None) or case.min_run_time
     if args.quick:
-        rounds, min_run_time = 1, min(0.05, case.min_run_time)
+        rounds, min_run_time = 1, min(0.05, budget)
     else:
-        min_run_time = case.min_run_time / rounds
+        min_run_time = budget / rounds
     parts: Dict[int, List[Measurement]] = {i: [] for i in range(len(runnable))}
     for r in range(rounds):
         for k in range(len(runnable)):
