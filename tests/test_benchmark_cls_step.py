@@ -175,7 +175,8 @@ def test_model_suite_reports_s_per_iter_memory_and_loss_share(bench, tmp_path, o
     ms = suite.run(_args(rest=rest))
     variants = suite.extras(None)['variants']
     assert len(ms) == len(variants) == 2
-    assert 'GIoULoss' in ms[0].description and ms[0].metadata['ref']
+    assert 'loss_bbox=detloss_plugin.GIoULoss' in ms[0].description and ms[0].metadata['ref']
+    assert 'loss_bbox=mmdet.GIoULoss' in ms[1].description   # the --vs-cfg-options variant
     for v in variants:
         assert v['s_per_iter'] > 0 and v['iters'] == 2
         assert 0 < v['loss_share'] < 1 and v['loss_calls_per_iter'] >= 2

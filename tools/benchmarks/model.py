@@ -93,8 +93,8 @@ def loss_modules(model):
 
 
 def _loss_types(model) -> str:
-    return ', '.join(f"{name.split('.')[-1]}={type(m).__name__}"
-                     for name, m in loss_modules(model).items())
+    return ', '.join(f"{name.split('.')[-1]}={type(m).__module__.split('.')[0]}."
+                     f"{type(m).__name__}" for name, m in loss_modules(model).items())
 
 
 def _clone(x):
