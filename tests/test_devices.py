@@ -256,7 +256,10 @@ SOFTMAX_MODULES = [dict(type='FocalLoss', use_sigmoid=False),
 def _build(cfg):
     pytest.importorskip('mmengine')
     from detloss_plugin.registry import MODELS
-    return MODELS.build(dict(cfg))
+    # the scope prefix: another test may have left mmdet as the default scope
+    module = MODELS.build(dict(cfg, type=f"detloss_plugin.{cfg['type']}"))
+    assert type(module).__module__.startswith('detloss_plugin.')
+    return module
 
 
 def _module_inputs(cfg, kind):
