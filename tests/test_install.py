@@ -96,9 +96,10 @@ def test_bootstrap_keeps_an_existing_torch_and_mmcv():
     subprocess.run(['bash', '-n', f'{REPO}/scripts/bootstrap.sh'], check=True)
     torch_install = text.index('install -q "$TORCH_SPEC"')
     assert text.rfind('import torch" 2>/dev/null', 0, torch_install) != -1
-    pin = text.index('PIP+=(-c "$CONSTRAINTS")')
+    pin = text.index('export PIP_CONSTRAINT="$CONSTRAINTS"')
     assert pin > torch_install
-    # every pip install after the pin goes through "${PIP[@]}" (with the constraints)
+    # every pip install after the pin goes through "${PIP[@]}" (the exported constraints
+    # apply to it)
     after = text[pin:]
     assert 'pip install' not in after.replace('"${PIP[@]}" install', '')
     assert "keeping the installed mmcv" in text
