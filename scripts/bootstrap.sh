@@ -70,7 +70,7 @@ open(sys.argv[1], 'w').write(''.join(p + '\n' for p in pins))
 PY
 }
 pin_installed
-export PIP_CONSTRAINT="$CONSTRAINTS"   # pip install --constraint, for every later install
+export PIP_CONSTRAINT="$CONSTRAINTS"   # = --constraint for every later pip call
 
 if "$VENV/bin/python" -c "
 import mmcv, mmcv.ops
