@@ -111,7 +111,7 @@ fi
 step "RetinaNet R50-FPN + detloss GIoULoss, --amp, 300 iterations" 150 "$OUT/train.log" \
     "$PY" tools/train.py configs/gpu_check/retinanet_r50_fpn_giou_synthetic.py --amp \
     --work-dir "$OUT/train"
-excerpt "$OUT/train.log" "Iter\(train\) \[ *(20|100|200|300)/|bbox_mAP|Error|error|nan" 12
+excerpt "$OUT/train.log" "Iter\(train\) \[ *(20|100|200|300)/|bbox_mAP|Traceback|Error:|: nan|: inf" 14
 
 # 4. benchmarks on CUDA -------------------------------------------------------------------
 # 0.5 s of timed calls per contender and size (three interleaved rounds): about 2 minutes
