@@ -99,7 +99,7 @@ fi
 # 2. CUDA tests -------------------------------------------------------------------------
 step "CUDA tests (pytest -m cuda)" 150 "$OUT/tests.log" \
     "$PY" -m pytest -m cuda -q -p no:cacheprovider -rfE tests/
-excerpt "$OUT/tests.log" "passed|failed|FAILED|ERROR|error" 40
+excerpt "$OUT/tests.log" "passed|skipped|failed|FAILED|ERROR" 40
 
 # 3. stock RetinaNet R50 training with a detloss loss and --amp ------------------------------
 DATA="$REPO/data/synthetic_coco"
