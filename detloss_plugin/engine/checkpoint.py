@@ -33,6 +33,20 @@ local files, http and the other schemes) and re-registers mmengine's local-file 
 ``weights_only=True`` explicitly, so local checkpoints are loaded safely even with
 torch 2.4/2.5, whose default is still unsafe. With torch < 2.4 (no
 ``add_safe_globals``) it changes nothing and returns False.
+
+What that changes for other code in the process (the README says it too):
+
+- ``torch.load(..., weights_only=True)`` anywhere also accepts the objects listed above
+  (numpy arrays, scalars and dtypes, mmengine's ``HistoryBuffer``); a load with
+  ``weights_only=False`` is unaffected, and nothing that was accepted before is refused.
+- mmengine's loader for local paths (the empty prefix of ``CheckpointLoader``) is
+  replaced **only if it is still mmengine's own** ``load_from_local``: a loader that the
+  user or another plugin registered is left in place (with a warning). The other
+  schemes (``http://``, ``s3://``, ...) keep their loaders. With torch >= 2.6 the
+  replacement loads exactly what mmengine's own loader loads; with torch 2.4/2.5 a local
+  checkpoint holding other pickled objects is now refused instead of unpickled without
+  restriction.
+- :func:`disable_safe_checkpoint_loading` puts mmengine's previous local loader back.
 """
 import os.path as osp
 from typing import Callable, List, Optional, Tuple
@@ -40,9 +54,11 @@ from typing import Callable, List, Optional, Tuple
 import torch
 
 __all__ = ['CorruptCheckpointError', 'enable_safe_checkpoint_loading',
+           'disable_safe_checkpoint_loading',
            'load_from_local_safe', 'mmengine_safe_globals']
 
 _ENABLED = False
+_PREVIOUS_LOCAL_LOADER = None
 
 
 def _numpy_globals() -> List[Tuple[Callable, str]]:
@@ -209,8 +225,35 @@ def enable_safe_checkpoint_loading() -> bool:
         return True
     if not hasattr(torch.serialization, 'add_safe_globals'):
         return False
-    from mmengine.runner.checkpoint import CheckpointLoader
+    global _PREVIOUS_LOCAL_LOADER
+    from mmengine.runner import checkpoint as mm_checkpoint
+    CheckpointLoader = mm_checkpoint.CheckpointLoader
     torch.serialization.add_safe_globals(mmengine_safe_globals())
-    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local_safe, force=True)
+    current = CheckpointLoader._schemes.get('')
+    if current is load_from_local_safe:
+        pass
+    elif current is None or current is getattr(mm_checkpoint, 'load_from_local', None):
+        _PREVIOUS_LOCAL_LOADER = current
+        CheckpointLoader.register_scheme(prefixes='', loader=load_from_local_safe, force=True)
+    else:
+        import warnings
+        warnings.warn(f'detloss: mmengine\'s local checkpoint loader was already replaced '
+                      f'({getattr(current, "__qualname__", current)!r}); detloss leaves it in '
+                      f'place and only adds mmengine\'s checkpoint types to torch\'s safe '
+                      f'globals.')
     _ENABLED = True
     return True
+
+
+def disable_safe_checkpoint_loading() -> None:
+    """Undo the loader part of :func:`enable_safe_checkpoint_loading`: mmengine's local
+    checkpoint loader goes back to what it was before (the safe globals stay added;
+    they only widen what ``weights_only=True`` accepts)."""
+    global _ENABLED, _PREVIOUS_LOCAL_LOADER
+    from mmengine.runner.checkpoint import CheckpointLoader
+    if CheckpointLoader._schemes.get('') is load_from_local_safe \
+            and _PREVIOUS_LOCAL_LOADER is not None:
+        CheckpointLoader.register_scheme(prefixes='', loader=_PREVIOUS_LOCAL_LOADER,
+                                         force=True)
+    _PREVIOUS_LOCAL_LOADER = None
+    _ENABLED = False

@@ -68,7 +68,7 @@ import torch
 from torch import Tensor
 
 from ._checks import saturating_cast
-from ._kernels import POW_MODES, VECTOR_FLAGS, CompiledLibrary
+from ._kernels import POW_MODES, VECTOR_FLAGS, CompiledLibrary, run_chunks
 
 __all__ = ['fused_iou_family']
 
@@ -400,9 +400,12 @@ def _f32_rows(x: Tensor) -> Tensor:
 
 
 def _kernel_loss(kernel, pred_rows: Tensor, target_rows: Tensor, args) -> Tensor:
-    loss = torch.empty(pred_rows.shape[0], dtype=torch.float32)
-    kernel[0](*args, pred_rows.data_ptr(), target_rows.data_ptr(), pred_rows.shape[0],
-              loss.data_ptr())
+    n = pred_rows.shape[0]
+    loss = torch.empty(n, dtype=torch.float32)
+    p, t, out = pred_rows.data_ptr(), target_rows.data_ptr(), loss.data_ptr()
+    # boxes [a, b) on one of torch.get_num_threads() threads (16 bytes a box)
+    run_chunks(lambda a, b: kernel[0](*args, p + 16 * a, t + 16 * a, b - a, out + 4 * a),
+               n, 4)
     return loss
 
 
@@ -415,8 +418,13 @@ def _kernel_grads(kernel, pred_rows, target_rows, grad, args, need_pred, need_ta
     # is wanted: a rare case)
     gp = torch.empty((n, 4), dtype=torch.float32)
     gt = torch.empty((n, 4), dtype=torch.float32) if need_target else None
-    kernel[1](*args, pred_rows.data_ptr(), target_rows.data_ptr(), n, grad.data_ptr(),
-              grad.stride(0), gp.data_ptr(), gt.data_ptr() if gt is not None else None)
+    p, t, g, stride = pred_rows.data_ptr(), target_rows.data_ptr(), grad.data_ptr(), grad.stride(0)
+    gp_ptr, gt_ptr = gp.data_ptr(), (gt.data_ptr() if gt is not None else None)
+
+    def chunk(a, b):
+        kernel[1](*args, p + 16 * a, t + 16 * a, b - a, g + 4 * a * stride, stride,
+                  gp_ptr + 16 * a, None if gt_ptr is None else gt_ptr + 16 * a)
+    run_chunks(chunk, n, 4)
     return (gp if need_pred else None), gt
 
 

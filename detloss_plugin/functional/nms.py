@@ -31,6 +31,15 @@ Two implementations compute the same decisions (unions and diagonals are clamped
 
 ``backend='auto'`` takes ``'c'`` for float32/half tensors on the CPU when the kernel
 can be built, else ``'torch'``.
+
+Host synchronisation (GPU): NMS returns a data-dependent number of indices, so like
+mmcv's and torchvision's CUDA ``nms`` it must wait for the device. The torch backend
+waits once per row block of pairs (``nonzero``: ``_BLOCK_ELEMENTS`` pairs per block,
+one block up to 2048 boxes), once per fixed-point iteration (``torch.equal``: the
+length of the longest suppression chain, typically 2 to 5) and once for the kept
+indices. This is inference-time work, once per image after the score threshold and
+``nms_pre``; training never calls it. ``tools/benchmark.py --suite nms --device cuda``
+measures it against mmcv's CUDA ``nms``.
 """
 import ctypes
 
