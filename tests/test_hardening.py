@@ -344,8 +344,12 @@ def test_mistyped_registry_name_suggests_the_closest():
     with pytest.raises(KeyError, match=r"'GIoULos' is not registered.*did you mean "
                                        r"detloss_plugin\.GIoULoss\?"):
         ROOT.build(dict(type='detloss_plugin.GIoULos'))
-    with pytest.raises(KeyError, match=r'did you mean detloss_plugin\.FocalLoss\?'):
-        MODELS.build(dict(type='FocalLos'))
+    # an unprefixed name is looked up in the default scope's registry: pin it, since an
+    # earlier test's Runner may have left 'mmdet' as the current default scope
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('detloss_plugin'):
+        with pytest.raises(KeyError, match=r'did you mean detloss_plugin\.FocalLoss\?'):
+            MODELS.build(dict(type='FocalLos'))
     # found names and names with no close match behave as in mmengine
     assert type(ROOT.build(dict(type='detloss_plugin.GIoULoss'))).__name__ == 'GIoULoss'
     assert MODELS.get('Completely_Unrelated_Name') is None
