@@ -6,14 +6,45 @@ A stock mmdet config (``default_scope = 'mmdet'``) reaches every class as
 prefixed names work even before ``custom_imports`` has imported the package. Nothing
 is registered into mmdet's own registry: mmdet's ``IoULoss``, ``FocalLoss``, ... stay
 untouched.
+
+A mistyped name (``type='detloss_plugin.GIoULos'``) raises a ``KeyError`` that names the
+closest registered class (``detloss_plugin.GIoULoss``) instead of mmengine's bare
+"not in the registry".
 """
+import difflib
+
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
 __all__ = ['MODELS', 'HOOKS']
 
-MODELS = Registry('model', parent=MMENGINE_MODELS, scope='detloss_plugin',
-                  locations=['detloss_plugin.models'])
-HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='detloss_plugin',
-                 locations=['detloss_plugin.engine'])
+
+class _SuggestingRegistry(Registry):
+    """mmengine's ``Registry`` whose ``get`` suggests the closest registered name
+    when a name is not found anywhere (it returns None otherwise, as mmengine's)."""
+
+    def get(self, key):
+        obj = super().get(key)
+        if obj is None and isinstance(key, str):
+            scope, name = self.split_scope_key(key)
+            if scope in (None, self.scope):
+                close = difflib.get_close_matches(name, list(self._module_dict), n=1)
+                if close:
+                    raise KeyError(
+                        f'{name!r} is not registered in the {self.scope}::{self.name} '
+                        f'registry; did you mean {self.scope}.{close[0]}? (registered: '
+                        f'{", ".join(sorted(self._module_dict))})')
+        return obj
+
+    def __contains__(self, key) -> bool:
+        try:
+            return super().get(key) is not None
+        except KeyError:
+            return False
+
+
+MODELS = _SuggestingRegistry('model', parent=MMENGINE_MODELS, scope='detloss_plugin',
+                             locations=['detloss_plugin.models'])
+HOOKS = _SuggestingRegistry('hook', parent=MMENGINE_HOOKS, scope='detloss_plugin',
+                            locations=['detloss_plugin.engine'])

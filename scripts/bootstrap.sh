@@ -9,8 +9,14 @@
 # Environment:
 #   DETLOSS_VENV   where the virtual environment lives (default: <repo>/.venv)
 #   PYTHON         interpreter used to create it (default: python3.11, else python3)
-#   TORCH_SPEC     torch requirement (default: torch==2.13.0, the CPU wheel on disk;
-#                  keep it pinned exactly: a range pulls a multi-GB CUDA build)
+#   TORCH_SPEC     torch requirement when the environment has no torch yet (default:
+#                  torch==2.13.0, the CPU wheel on disk; keep it pinned exactly: a range
+#                  pulls a multi-GB CUDA build)
+#
+# An environment that already has torch, or mmcv with its compiled ops (mmcv 2.0.x-2.1.x,
+# e.g. a CUDA build from `mim install`), keeps them: they are never reinstalled, upgraded
+# or rebuilt. Every pip call after that check runs with a constraints file pinning the
+# installed torch and mmcv versions, so no dependency can replace them either.
 #   FORCE_CUDA=1   build mmcv's CUDA ops too (set automatically when nvcc is found and
 #                  torch sees a GPU); TORCH_CUDA_ARCH_LIST e.g. "9.0" for H100/H200
 set -euo pipefail
@@ -41,11 +47,36 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 
-log "installing $TORCH_SPEC"
-"${PIP[@]}" install -q "$TORCH_SPEC"
+if "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+    log "keeping the installed torch $("$VENV/bin/python" -c 'import torch; print(torch.__version__)')"
+else
+    log "installing $TORCH_SPEC"
+    "${PIP[@]}" install -q "$TORCH_SPEC"
+fi
 
-if "$VENV/bin/python" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '2.1.0'" 2>/dev/null; then
-    log "mmcv 2.1.0 with compiled ops already installed"
+# Pin what is installed now (torch, and mmcv if present) for every later pip call.
+CONSTRAINTS="$VENV/.detloss-constraints.txt"
+pin_installed() {
+    "$VENV/bin/python" - "$CONSTRAINTS" <<'PY'
+import sys
+from importlib import metadata
+pins = []
+for name in ('torch', 'mmcv'):
+    try:
+        pins.append(f'{name}=={metadata.version(name)}')
+    except metadata.PackageNotFoundError:
+        pass
+open(sys.argv[1], 'w').write(''.join(p + '\n' for p in pins))
+PY
+}
+pin_installed
+export PIP_CONSTRAINT="$CONSTRAINTS"   # = --constraint for every later pip call
+
+if "$VENV/bin/python" -c "
+import mmcv, mmcv.ops
+from packaging.version import Version
+assert Version('2.0.0rc4') <= Version(mmcv.__version__) < Version('2.2.0')" 2>/dev/null; then
+    log "keeping the installed mmcv $("$VENV/bin/python" -c 'import mmcv; print(mmcv.__version__)') with compiled ops"
 else
     # mmcv's setup.py imports torch and pkg_resources at module level: it must see the
     # venv's torch (no build isolation; under isolation pip silently builds it without
@@ -70,14 +101,18 @@ else
         | sed -u -E 's/^\s*(\[[0-9]+\/[0-9]+\]).* -c ([^ ]+).*/\1 \2/'
     "$VENV/bin/python" -c "import mmcv.ops" \
         || { log "mmcv was installed without its compiled ops (mmcv._ext missing)"; exit 1; }
+    pin_installed   # the mmcv just built is kept from now on as well
 fi
 
 log "installing mmengine, mmdet and the test/plot dependencies"
 # setuptools<82 keeps pkg_resources, which mmengine 0.10.7 imports at run time;
 # >=77 is what torch's metadata asks for. numpy<2: mmcv 2.1.0 / mmdet 3.3.0 predate it
-# (and opencv-python 5 would pull numpy 2 back in).
-"${PIP[@]}" install -q "setuptools>=77,<82" "numpy<2" "opencv-python==4.10.0.84" \
-    mmengine==0.10.7 mmdet==3.3.0 pycocotools "pytest>=7" matplotlib
+# (and opencv-python 5 would pull numpy 2 back in). An mmengine / mmdet already
+# installed is kept.
+STACK=("setuptools>=77,<82" "numpy<2" "opencv-python==4.10.0.84" pycocotools "pytest>=7" matplotlib)
+"$VENV/bin/python" -c "import mmengine" 2>/dev/null || STACK+=(mmengine==0.10.7)
+"$VENV/bin/python" -c "import mmdet" 2>/dev/null || STACK+=(mmdet==3.3.0)
+"${PIP[@]}" install -q "${STACK[@]}"
 log "installing detloss_plugin (editable)"
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$REPO"
 

@@ -224,7 +224,9 @@ def test_sigmoid_focal_equals_torchvision(alpha, gamma):
 
 def hedgefair_softmax_focal_loop(x, y, alpha, gamma):
     """hedgefair/Focal-Loss-Pytorch's formula, one sample at a time:
-    -alpha[y] * (1 - p_y)^gamma * log(p_y), p = softmax(x)."""
+    -alpha[y] * (1 - p_y)^gamma * log(p_y), p = softmax(x) (alpha None: no weighting,
+    which the repository does not offer; its default alpha=0.25 is the per-class
+    [0.25, 0.75, ...]: test_hardening.py checks that default)."""
     out = []
     for i in range(x.shape[0]):
         p = torch.softmax(x[i], dim=0)
@@ -291,8 +293,10 @@ def test_sigmoid_anchor_equals_reference_formula(anchor, gamma, slack):
 
 
 def hanxunh_sce_loop(x, y, alpha, beta, num_classes):
-    """HanxunH/SCELoss-Reproduce's ``SCELoss.forward`` per sample, with its clamps:
-    p clamped to [1e-7, 1], the one-hot label clamped to [1e-4, 1] in both terms."""
+    """HanxunH/SCELoss-Reproduce's first ``SCELoss.forward`` (commit 53a8df3, October
+    2019) per sample, with its clamps: p clamped to [1e-7, 1], the one-hot label clamped
+    to [1e-4, 1] in both terms. The current loss.py computes CE exactly:
+    test_hardening.py compares with it."""
     out = []
     for i in range(x.shape[0]):
         p = torch.softmax(x[i], dim=0).clamp(min=1e-7, max=1.0)
@@ -306,8 +310,8 @@ def hanxunh_sce_loop(x, y, alpha, beta, num_classes):
 
 @pytest.mark.parametrize('alpha,beta', [(0.1, 1.0), (6.0, 0.1)])
 def test_softmax_sce_equals_reference_formula(alpha, beta):
-    """With A = ln 1e-4 our loss differs from the reference code only by the label
-    clamp in its CE term, 1e-4 * sum_{k != y} -log p_k (documented departure)."""
+    """With A = ln 1e-4 our loss differs from the reference's first version only by
+    the label clamp in its CE term, 1e-4 * sum_{k != y} -log p_k."""
     x = _logits(6, 4).requires_grad_()
     y = _labels(6, 4)
     ours = C.softmax_symmetric_ce(x, y, alpha, beta, log_zero=math.log(1e-4))

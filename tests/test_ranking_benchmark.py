@@ -27,12 +27,13 @@ def test_run_returns_measurements(suite, monkeypatch):
                         lambda self, min_run_time: self.timeit(2))
     args = SimpleNamespace(device='cpu', threads=[1], quick=True)
     results = suite.run(args)
-    subs = [m.sub_label for m in results]
-    assert subs == ['detloss ap_loss', 'detloss ap_loss, torch path (accelerators)',
-                    'reference loop (cccorn/AP-loss)', 'detloss dr_loss',
-                    'reference (idstcv/DR_loss)']
-    assert all(m.description == 'cpu, 1 thread(s)' and m.median > 0 for m in results)
-    assert results[0].label.startswith('AP-loss fwd+bwd (300 x 5, 12 positives')
+    contenders = [m.description for m in results]
+    assert contenders == ['detloss ap_loss', 'detloss ap_loss, torch path (accelerators)',
+                          'reference loop (cccorn/AP-loss)', 'detloss dr_loss',
+                          'reference (idstcv/DR_loss)']
+    assert [m.metadata['ref'] for m in results] == [True, False, False, True, False]
+    assert all(m.label == 'ranking' and m.median > 0 for m in results)
+    assert results[0].sub_label == 'AP-loss fwd+bwd (300 x 5, 12 positives)'
 
 
 def test_references_agree_with_detloss(suite):

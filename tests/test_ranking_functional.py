@@ -395,3 +395,29 @@ def test_portable_paths_have_no_host_synchronisation(monkeypatch, fn):
     names = {e.key for e in prof.key_averages()}
     assert not names & set(_SYNC_OPS), names & set(_SYNC_OPS)
     assert 'aten::searchsorted' in names or fn == 'dr'  # the profile did record ops
+
+
+@pytest.mark.parametrize('fn', ['ap', 'dr'])
+def test_on_device_equals_cpu_without_host_sync(fn, device, monkeypatch):
+    """On every device (conftest's ``device``): the result equals the CPU's float64 one,
+    and a forward + backward makes the host wait for nothing (CUDA: sync debug mode;
+    CPU: the portable path, whose label check is the device assert's job on a GPU)."""
+    from device_utils import no_host_sync
+    logits, labels, weights = _case(200, 5, 8, dtype=torch.float32)
+    call = (lambda x, l, w, **kw: R.ap_loss(x, l, w, cpu_kernel=False, **kw)) if fn == 'ap' \
+        else R.dr_loss
+    ref_x = logits.double().requires_grad_(True)
+    call(ref_x, labels, weights, avg_factor=7.0).backward()
+    if device.type == 'cpu':
+        monkeypatch.setattr(R, '_check_label_range', lambda labels, c: None)
+    x = logits.to(device).requires_grad_(True)
+    lab, w = labels.to(device), weights.to(device)
+    avg = torch.tensor(7.0, device=device)
+    call(x, lab, w).backward()  # warm-up
+    x.grad = None
+    with no_host_sync(device):
+        loss = call(x, lab, w, avg_factor=7.0)
+        loss.backward()
+        call(x.detach().clone().requires_grad_(True), lab, w, avg_factor=avg).backward()
+    assert loss.device.type == device.type
+    torch.testing.assert_close(x.grad.cpu().double(), ref_x.grad, atol=1e-6, rtol=1e-4)

@@ -14,7 +14,11 @@ Differences from mmdet's script:
   ``load_from`` work without unsafe unpickling;
 - without a GPU it trains on the CPU, and distributed CPU jobs use gloo
   (:func:`detloss_plugin.engine.setup_device_and_launcher`); ``--amp`` needs a GPU;
-- ``--resume auto`` is accepted as a spelling of a bare ``--resume``.
+- ``--resume auto`` is accepted as a spelling of a bare ``--resume``;
+- a plain ``CheckpointHook`` (mmdet's default runtime) is replaced by
+  ``detloss_plugin.AtomicCheckpointHook`` (same options): checkpoints are written to a
+  temporary file and renamed, and old ones deleted only afterwards, so that a kill at
+  any moment leaves a run that ``--resume`` continues (docs/training.md).
 Multi-GPU / multi-node: ``tools/dist_train.sh CONFIG GPUS`` (torchrun, NCCL) or
 ``tools/slurm_train.sh``.
 """
@@ -84,6 +88,11 @@ def build_cfg(args) -> Config:
         else:
             raise SystemExit('--auto-scale-lr needs auto_scale_lr = dict(enable=False, '
                              'base_batch_size=N) in the config')
+    hooks = cfg.get('default_hooks') or {}
+    ckpt_hook = hooks.get('checkpoint')
+    if ckpt_hook is not None and ckpt_hook.get('type') in ('CheckpointHook',
+                                                           'mmengine.CheckpointHook'):
+        ckpt_hook['type'] = 'detloss_plugin.AtomicCheckpointHook'
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None

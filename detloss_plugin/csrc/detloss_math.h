@@ -12,9 +12,12 @@
  * these codes (detloss_plugin/functional/_kernels.py, POW_MODES). */
 enum { POW_GENERIC = 0, POW_ZERO = 1, POW_HALF = 2, POW_ONE = 3, POW_TWO = 4 };
 
-INLINE float max_f(float a, float b) { return a > b ? a : b; }
+/* max(a, b) as torch.clamp(a, min=b) computes it: a NaN in a stays NaN (a clamp or a
+ * max must never turn a NaN into a plausible number) */
+INLINE float max_f(float a, float b) { return a < b ? b : a; }
 
-/* natural log of a positive normal float, Cephes logf's polynomial, branch-free */
+/* natural log of a positive normal float, Cephes logf's polynomial, branch-free; NaN
+ * stays NaN (the exponent bits of a NaN would otherwise read as a number) */
 INLINE float log_f(float x) {
     uint32_t bits;
     memcpy(&bits, &x, sizeof bits);
@@ -32,7 +35,8 @@ INLINE float log_f(float x) {
                  + 2.0000714765e-1f) * m - 2.4999993993e-1f) * m + 3.3333331174e-1f) * m * z;
     y += -2.12194440e-4f * e;
     y += -0.5f * z;
-    return (m + y) + 0.693359375f * e;
+    const float r = (m + y) + 0.693359375f * e;
+    return x != x ? x : r;
 }
 
 #endif /* DETLOSS_MATH_H */

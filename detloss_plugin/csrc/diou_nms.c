@@ -22,6 +22,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define DETLOSS_NMS_EPS 1e-12f
 
@@ -32,9 +33,10 @@
 #endif
 
 /* max/min written as comparisons so that they vectorise; equal to fmaxf/fminf for
- * non-NaN input (and to torch.maximum/minimum in value). */
-static inline float max_f(float a, float b) { return a > b ? a : b; }
-static inline float min_f(float a, float b) { return a < b ? a : b; }
+ * non-NaN input (and to torch.maximum/minimum in value). A NaN box suppresses nothing
+ * and is suppressed by nothing either way (every comparison with NaN is false). */
+static inline float nms_max(float a, float b) { return a > b ? a : b; }
+static inline float nms_min(float a, float b) { return a < b ? a : b; }
 
 typedef struct {
     const float *x1, *y1, *x2, *y2, *area, *cx, *cy;
@@ -50,47 +52,99 @@ static void sweep_unit_beta(soa_boxes b, int64_t i, int64_t n, float threshold,
     const float *restrict y2 = b.y2, *restrict area = b.area;
     const float *restrict cx = b.cx, *restrict cy = b.cy;
     for (int64_t j = i + 1; j < n; ++j) {
-        const float w = max_f(min_f(ix2, x2[j]) - max_f(ix1, x1[j]) + offset, 0.0f);
-        const float h = max_f(min_f(iy2, y2[j]) - max_f(iy1, y1[j]) + offset, 0.0f);
+        const float w = nms_max(nms_min(ix2, x2[j]) - nms_max(ix1, x1[j]) + offset, 0.0f);
+        const float h = nms_max(nms_min(iy2, y2[j]) - nms_max(iy1, y1[j]) + offset, 0.0f);
         const float inter = w * h;
-        const float iou = inter / max_f(iarea + area[j] - inter, DETLOSS_NMS_EPS);
-        const float cw = max_f(ix2, x2[j]) - min_f(ix1, x1[j]) + offset;
-        const float ch = max_f(iy2, y2[j]) - min_f(iy1, y1[j]) + offset;
+        const float iou = inter / nms_max(iarea + area[j] - inter, DETLOSS_NMS_EPS);
+        const float cw = nms_max(ix2, x2[j]) - nms_min(ix1, x1[j]) + offset;
+        const float ch = nms_max(iy2, y2[j]) - nms_min(iy1, y1[j]) + offset;
         const float dx = icx - cx[j], dy = icy - cy[j];
         /* centres are (x1 + x2) / 2: rho^2 = (dx^2 + dy^2) / 4 */
-        const float penalty = 0.25f * (dx * dx + dy * dy) / max_f(cw * cw + ch * ch, DETLOSS_NMS_EPS);
+        const float penalty = 0.25f * (dx * dx + dy * dy) / nms_max(cw * cw + ch * ch, DETLOSS_NMS_EPS);
         suppressed[j] |= (uint8_t)(iou - penalty > threshold);
     }
 }
 
-/* Any beta: the penalty (a powf) is only evaluated where IoU > threshold; elsewhere
- * IoU - penalty^beta <= IoU <= threshold cannot suppress. */
-static void sweep_any_beta(soa_boxes b, int64_t i, int64_t n, float threshold, float beta,
-                           float offset, uint8_t *suppressed) {
+/* Any beta != 1, in two passes per kept box i, with the decisions of
+ * IoU - powf(penalty, beta) > threshold:
+ * 1. a branch-free, vectorised sweep (as for beta = 1, without the penalty) marks the
+ *    candidates: boxes not yet suppressed with IoU > threshold. Only they can be
+ *    suppressed (the penalty^beta is >= 0, so IoU - penalty^beta > threshold implies
+ *    IoU > threshold, in float32 too);
+ * 2. the candidates alone (a box's overlapping neighbours, few) get the exact test with
+ *    powf. A candidate is either suppressed (once per box in the whole run) or keeps a
+ *    high IoU with i, so this pass costs about as much as the boxes suppressed.
+ * The earlier version evaluated every pair in one scalar loop with a branch per pair
+ * (no vectorisation): 17x slower than beta = 1 at 10^4 clustered boxes. */
+DETLOSS_CLONES
+static int64_t mark_candidates(soa_boxes b, int64_t i, int64_t n, float threshold,
+                               float offset, const uint8_t *restrict suppressed,
+                               uint8_t *restrict candidate) {
     const float ix1 = b.x1[i], iy1 = b.y1[i], ix2 = b.x2[i], iy2 = b.y2[i];
-    const float iarea = b.area[i], icx = b.cx[i], icy = b.cy[i];
+    const float iarea = b.area[i];
+    const float *restrict x1 = b.x1, *restrict y1 = b.y1, *restrict x2 = b.x2;
+    const float *restrict y2 = b.y2, *restrict area = b.area;
+    int64_t count = 0;
     for (int64_t j = i + 1; j < n; ++j) {
-        if (suppressed[j]) continue;
-        const float w = fmaxf(fminf(ix2, b.x2[j]) - fmaxf(ix1, b.x1[j]) + offset, 0.0f);
-        const float h = fmaxf(fminf(iy2, b.y2[j]) - fmaxf(iy1, b.y1[j]) + offset, 0.0f);
+        const float w = nms_max(nms_min(ix2, x2[j]) - nms_max(ix1, x1[j]) + offset, 0.0f);
+        const float h = nms_max(nms_min(iy2, y2[j]) - nms_max(iy1, y1[j]) + offset, 0.0f);
         const float inter = w * h;
-        const float iou = inter / fmaxf(iarea + b.area[j] - inter, DETLOSS_NMS_EPS);
-        if (!(iou > threshold)) continue;
-        const float cw = fmaxf(ix2, b.x2[j]) - fminf(ix1, b.x1[j]) + offset;
-        const float ch = fmaxf(iy2, b.y2[j]) - fminf(iy1, b.y1[j]) + offset;
-        const float dx = icx - b.cx[j], dy = icy - b.cy[j];
-        const float penalty = powf(0.25f * (dx * dx + dy * dy) / fmaxf(cw * cw + ch * ch, DETLOSS_NMS_EPS), beta);
-        if (iou - penalty > threshold) suppressed[j] = 1;
+        const float iou = inter / nms_max(iarea + area[j] - inter, DETLOSS_NMS_EPS);
+        const uint8_t c = (uint8_t)((iou > threshold) & (suppressed[j] == 0));
+        candidate[j] = c;
+        count += c;
+    }
+    return count;
+}
+
+/* The exact test for one pair, the same float32 operations as the sweeps. */
+static inline int suppresses(soa_boxes b, int64_t i, int64_t j, float threshold, float beta,
+                             float offset) {
+    const float w = nms_max(nms_min(b.x2[i], b.x2[j]) - nms_max(b.x1[i], b.x1[j]) + offset, 0.0f);
+    const float h = nms_max(nms_min(b.y2[i], b.y2[j]) - nms_max(b.y1[i], b.y1[j]) + offset, 0.0f);
+    const float inter = w * h;
+    const float iou = inter / nms_max(b.area[i] + b.area[j] - inter, DETLOSS_NMS_EPS);
+    const float cw = nms_max(b.x2[i], b.x2[j]) - nms_min(b.x1[i], b.x1[j]) + offset;
+    const float ch = nms_max(b.y2[i], b.y2[j]) - nms_min(b.y1[i], b.y1[j]) + offset;
+    const float dx = b.cx[i] - b.cx[j], dy = b.cy[i] - b.cy[j];
+    const float ratio = 0.25f * (dx * dx + dy * dy) / nms_max(cw * cw + ch * ch, DETLOSS_NMS_EPS);
+    return iou - powf(ratio, beta) > threshold;
+}
+
+static void sweep_any_beta(soa_boxes b, int64_t i, int64_t n, float threshold, float beta,
+                           float offset, uint8_t *suppressed, uint8_t *candidate) {
+    int64_t left = mark_candidates(b, i, n, threshold, offset, suppressed, candidate);
+    int64_t j = i + 1;
+    while (left > 0) {
+        /* skip 8 empty flags at a time (most boxes do not overlap box i) */
+        uint64_t word;
+        while (j + 8 <= n && (memcpy(&word, candidate + j, 8), word == 0))
+            j += 8;
+        if (candidate[j]) {
+            --left;
+            if (suppresses(b, i, j, threshold, beta, offset))
+                suppressed[j] = 1;
+        }
+        ++j;
     }
 }
 
 /* boxes: n x 4 float32 (x1, y1, x2, y2), sorted by descending score. suppressed: n
  * zero-initialised bytes. keep: room for n indices. Returns the number kept, or -1 if
- * the working memory (7 n floats) could not be allocated. */
+ * the working memory (7 n floats, and n bytes for beta != 1) could not be allocated. */
 int64_t detloss_diou_nms_f32(const float *boxes, int64_t n, float threshold, float beta,
                              float offset, uint8_t *suppressed, int64_t *keep) {
     float *work = (float *)malloc(sizeof(float) * 7 * (size_t)(n > 0 ? n : 1));
     if (work == NULL) return -1;
+    const int unit_beta = beta == 1.0f;
+    uint8_t *candidate = NULL;
+    if (!unit_beta) {
+        candidate = (uint8_t *)malloc((size_t)(n > 0 ? n : 1));
+        if (candidate == NULL) {
+            free(work);
+            return -1;
+        }
+    }
     float *x1 = work, *y1 = work + n, *x2 = work + 2 * n, *y2 = work + 3 * n;
     float *area = work + 4 * n, *cx = work + 5 * n, *cy = work + 6 * n;
     for (int64_t j = 0; j < n; ++j) {
@@ -103,7 +157,6 @@ int64_t detloss_diou_nms_f32(const float *boxes, int64_t n, float threshold, flo
         cy[j] = y1[j] + y2[j];
     }
     const soa_boxes b = {x1, y1, x2, y2, area, cx, cy};
-    const int unit_beta = beta == 1.0f;
     int64_t num_keep = 0;
     for (int64_t i = 0; i < n; ++i) {
         if (suppressed[i]) continue;
@@ -111,8 +164,9 @@ int64_t detloss_diou_nms_f32(const float *boxes, int64_t n, float threshold, flo
         if (unit_beta)
             sweep_unit_beta(b, i, n, threshold, offset, suppressed);
         else
-            sweep_any_beta(b, i, n, threshold, beta, offset, suppressed);
+            sweep_any_beta(b, i, n, threshold, beta, offset, suppressed, candidate);
     }
+    free(candidate);
     free(work);
     return num_keep;
 }

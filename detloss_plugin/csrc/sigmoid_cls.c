@@ -35,9 +35,11 @@
 
 
 /* exp(x) for x <= 0, Cephes expf's reduction and polynomial (relative error ~1e-7),
- * branch-free; exactly 0 below -87.33 (where float32's exp leaves the normal range) */
+ * branch-free; exactly 0 below -87.33 (where float32's exp leaves the normal range);
+ * NaN stays NaN */
 INLINE float exp_neg_f(float x) {
-    const float xc = max_f(x, -87.33f);
+    /* NaN: reduced as -87.33 (no float-to-int conversion of a NaN), returned as NaN */
+    const float xc = x > -87.33f ? x : -87.33f;
     const float fx = floorf(xc * 1.44269504088896341f + 0.5f);
     float r = xc - fx * 0.693359375f;
     r = r - fx * -2.12194440e-4f;
@@ -48,7 +50,7 @@ INLINE float exp_neg_f(float x) {
     const uint32_t bits = (uint32_t)((int32_t)fx + 127) << 23; /* 2^fx, fx in [-126, 0] */
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return x < -87.33f ? 0.0f : y * scale;
+    return x < -87.33f ? 0.0f : (x != x ? x : y * scale);
 }
 
 
@@ -190,7 +192,8 @@ void detloss_sigmoid_focal_grad_f32(int pow_mode, float gamma, const float *alph
  * - bce[i] = BCE(x[i], t[i]) (unweighted: the weights need every element's region);
  * - the gradient-norm region of g = |sigmoid(x) - t|, b = #{k in 1..bins-1 : g >=
  *   edges[k]} (edges ascending, edges[0] = 0 <= g < edges[bins]: the b with edges[b] <=
- *   g < edges[b + 1], as bucketize finds it), into region[i] (255 where not valid);
+ *   g < edges[b + 1], as bucketize finds it; NaN: the last region, as bucketize puts
+ *   it), into region[i] (255 where not valid);
  * - counts[b] += valid elements in region b, counts[bins] += valid elements.
  * valid[r * valid_row_stride + c * valid_col_stride] != 0 marks a valid element;
  * valid_col_stride is 0 (one flag per row) or 1. bins <= 254. */
@@ -216,7 +219,9 @@ void detloss_ghmc_regions_f32(const float *restrict x, const float *restrict t,
                 const logit_terms s = terms(xb[c]);
                 bce_b[c] = (1.0f - tb[c]) * xb[c] + s.nls;
                 const float d = s.sig - tb[c];
-                g[c] = d < 0.0f ? -d : d;
+                /* a NaN gradient norm (NaN logit or target) is above every edge: the
+                 * last region, where torch.bucketize puts NaN in the plain code */
+                g[c] = d != d ? INFINITY : (d < 0.0f ? -d : d);
                 b[c] = 0;
             }
             /* an invalid element gets g = -1: in no region */

@@ -1,9 +1,11 @@
 """Integration with mmengine's Runner: safe checkpoint loading, CPU/GPU launch set-up,
 and a hook that draws training curves."""
-from .checkpoint import (enable_safe_checkpoint_loading, load_from_local_safe,
+from .checkpoint import (CorruptCheckpointError, disable_safe_checkpoint_loading,
+                         enable_safe_checkpoint_loading, load_from_local_safe,
                          mmengine_safe_globals)
-from .hooks import TrainingCurvesHook
+from .hooks import AtomicCheckpointHook, TrainingCurvesHook
 from .launch import setup_device_and_launcher
 
 __all__ = ['enable_safe_checkpoint_loading', 'load_from_local_safe', 'mmengine_safe_globals',
-           'setup_device_and_launcher', 'TrainingCurvesHook']
+           'disable_safe_checkpoint_loading', 'CorruptCheckpointError',
+           'setup_device_and_launcher', 'TrainingCurvesHook', 'AtomicCheckpointHook']

@@ -8,6 +8,8 @@ from .classification import (labels_to_one_hot, probs_to_logits, seesaw_ce_loss,
                              sigmoid_symmetric_ce, softmax_anchor_loss, softmax_cross_entropy,
                              softmax_focal_loss, softmax_symmetric_ce)
 from .ghm import authentic_smooth_l1, ghm_edges, ghm_weights, ghmc_loss, ghmr_loss
+from .iou_variants import alpha_iou_loss, siou_loss, wiou_loss, wiou_running_mean
+from .cluster_nms import cluster_diou_nms, weighted_cluster_diou_nms
 from .ranking import ap_loss, dr_loss
 
 __all__ = [
@@ -20,5 +22,7 @@ __all__ = [
     'softmax_focal_loss', 'sigmoid_anchor_loss', 'softmax_anchor_loss',
     'sigmoid_symmetric_ce', 'softmax_symmetric_ce', 'seesaw_ce_loss',
     'ghm_edges', 'ghm_weights', 'ghmc_loss', 'ghmr_loss', 'authentic_smooth_l1',
+    'siou_loss', 'alpha_iou_loss', 'wiou_loss', 'wiou_running_mean',
+    'cluster_diou_nms', 'weighted_cluster_diou_nms',
     'ap_loss', 'dr_loss',
 ]

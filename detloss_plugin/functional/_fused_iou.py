@@ -68,7 +68,7 @@ import torch
 from torch import Tensor
 
 from ._checks import saturating_cast
-from ._kernels import POW_MODES, VECTOR_FLAGS, CompiledLibrary
+from ._kernels import POW_MODES, VECTOR_FLAGS, CompiledLibrary, run_chunks
 
 __all__ = ['fused_iou_family']
 
@@ -322,11 +322,17 @@ def _chunked_loss_and_jacobian(kind: str, pred: Tensor, target: Tensor, eps: flo
     return loss, jp, jt, scale
 
 
-def _as_rows(x: Tensor) -> Tensor:
-    x = x.reshape(-1, 4)
-    if x.dtype in (torch.float16, torch.bfloat16):
-        x = x.float()
-    return x
+def _compute_dtype(pred: Tensor, target: Tensor) -> torch.dtype:
+    """The dtype the torch implementation computes in: half precision as float32, and
+    mixed dtypes promoted as torch promotes them (float32 ``pred`` with a float64
+    ``target`` is computed in float64, as the plain code does)."""
+    def up(dtype):
+        return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    return torch.promote_types(up(pred.dtype), up(target.dtype))
+
+
+def _as_rows(x: Tensor, dtype: torch.dtype) -> Tensor:
+    return x.reshape(-1, 4).to(dtype)
 
 
 def _grad_rows(jac: Tensor, grad: Tensor) -> Tensor:
@@ -394,9 +400,12 @@ def _f32_rows(x: Tensor) -> Tensor:
 
 
 def _kernel_loss(kernel, pred_rows: Tensor, target_rows: Tensor, args) -> Tensor:
-    loss = torch.empty(pred_rows.shape[0], dtype=torch.float32)
-    kernel[0](*args, pred_rows.data_ptr(), target_rows.data_ptr(), pred_rows.shape[0],
-              loss.data_ptr())
+    n = pred_rows.shape[0]
+    loss = torch.empty(n, dtype=torch.float32)
+    p, t, out = pred_rows.data_ptr(), target_rows.data_ptr(), loss.data_ptr()
+    # boxes [a, b) on one of torch.get_num_threads() threads (16 bytes a box)
+    run_chunks(lambda a, b: kernel[0](*args, p + 16 * a, t + 16 * a, b - a, out + 4 * a),
+               n, 4)
     return loss
 
 
@@ -409,8 +418,13 @@ def _kernel_grads(kernel, pred_rows, target_rows, grad, args, need_pred, need_ta
     # is wanted: a rare case)
     gp = torch.empty((n, 4), dtype=torch.float32)
     gt = torch.empty((n, 4), dtype=torch.float32) if need_target else None
-    kernel[1](*args, pred_rows.data_ptr(), target_rows.data_ptr(), n, grad.data_ptr(),
-              grad.stride(0), gp.data_ptr(), gt.data_ptr() if gt is not None else None)
+    p, t, g, stride = pred_rows.data_ptr(), target_rows.data_ptr(), grad.data_ptr(), grad.stride(0)
+    gp_ptr, gt_ptr = gp.data_ptr(), (gt.data_ptr() if gt is not None else None)
+
+    def chunk(a, b):
+        kernel[1](*args, p + 16 * a, t + 16 * a, b - a, g + 4 * a * stride, stride,
+                  gp_ptr + 16 * a, None if gt_ptr is None else gt_ptr + 16 * a)
+    run_chunks(chunk, n, 4)
     return (gp if need_pred else None), gt
 
 
@@ -442,8 +456,10 @@ class _FusedIoUFamily(torch.autograd.Function):
             loss = _kernel_loss(kernel, pred_rows, target_rows, _kernel_args(kind, *options))
             ctx.save_for_backward(pred_rows, target_rows, pred, target)
         else:
+            dtype = _compute_dtype(pred, target)
             loss, jp, jt, scale = _chunked_loss_and_jacobian(
-                kind, _as_rows(pred), _as_rows(target), *options, need_pred, need_target)
+                kind, _as_rows(pred, dtype), _as_rows(target, dtype), *options, need_pred,
+                need_target)
             # pred and target are kept for a create_graph=True backward only (the caller
             # holds them anyway: no copy, no extra memory).
             ctx.save_for_backward(jp, jt, scale, pred, target)
@@ -503,6 +519,7 @@ def fused_iou_family(kind: str, pred: Tensor, target: Tensor, eps: float = 1e-7,
         loss = _kernel_loss(kernel, _f32_rows(pred), _f32_rows(target),
                             _kernel_args(kind, *options))
     else:
-        loss = _chunked_loss_and_jacobian(kind, _as_rows(pred), _as_rows(target), *options,
-                                          False, False)[0]
+        dtype = _compute_dtype(pred, target)
+        loss = _chunked_loss_and_jacobian(kind, _as_rows(pred, dtype), _as_rows(target, dtype),
+                                          *options, False, False)[0]
     return loss.view(pred.shape[:-1]).to(pred.dtype)

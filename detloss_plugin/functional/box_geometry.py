@@ -10,7 +10,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
-__all__ = ['BoxPairGeometry', 'box_pair_geometry']
+__all__ = ['BoxPairGeometry', 'box_pair_geometry', 'center_offsets']
 
 
 class BoxPairGeometry(NamedTuple):
@@ -61,3 +61,14 @@ def box_pair_geometry(pred: Tensor, target: Tensor, eps: float = 1e-7,
         dy = (py1 + py2) - (ty1 + ty2)
         center_dist_sq = (dx * dx + dy * dy) * 0.25
     return BoxPairGeometry(inter, union, iou, pw, ph, tw, th, enclose_w, enclose_h, center_dist_sq)
+
+
+def center_offsets(pred: Tensor, target: Tensor):
+    """``(dx, dy)``, each ``Tensor[...]``: the target's centre minus the prediction's.
+
+    For losses that need the signed offsets along each axis, not only
+    ``center_dist_sq = dx^2 + dy^2`` (SIoU's angle and distance costs).
+    """
+    px1, py1, px2, py2 = pred.unbind(-1)
+    tx1, ty1, tx2, ty2 = target.unbind(-1)
+    return ((tx1 + tx2) - (px1 + px2)) * 0.5, ((ty1 + ty2) - (py1 + py2)) * 0.5

@@ -109,7 +109,9 @@ def labels_to_one_hot(labels: Tensor, num_classes: int, dtype: torch.dtype = tor
     heads, an ``ignore_index`` such as -100 or 255) give a row of zeros. No host
     synchronisation: a zero tensor and one ``scatter_`` of N values (each row writes
     its 1, or a 0 for out-of-range labels), which writes the ``N x C`` array once
-    instead of comparing every element with its column index and converting.
+    instead of comparing every element with its column index and converting. Used
+    instead of ``F.one_hot`` everywhere here: on the CPU ``F.one_hot`` checks the label
+    range with ``.item()``.
     """
     in_range = (labels >= 0) & (labels < num_classes)
     column = torch.where(in_range, labels, torch.zeros_like(labels)).unsqueeze(-1)
@@ -135,14 +137,18 @@ def probs_to_logits(probs: Tensor, use_sigmoid: bool) -> Tensor:
     return probs.clamp(min=torch.finfo(probs.dtype).tiny).log()
 
 
-def _alpha_tensor(alpha: AlphaType, ref: Tensor) -> Optional[Tensor]:
-    """``None`` for no weighting, else a tensor broadcastable over the class axis."""
+def _alpha_tensor(alpha: AlphaType, ref: Tensor):
+    """``None`` for no weighting, a Python float for one number (no tensor: a new
+    tensor on a GPU is a host-to-device copy, and a copy waits for the host), else a
+    tensor broadcastable over the class axis on ``ref``'s device (a sequence is copied
+    to the device once per call: pass a tensor on the device to avoid that, as the
+    modules do with their buffers)."""
     if alpha is None:
         return None
     if isinstance(alpha, Tensor):
         return alpha.to(device=ref.device, dtype=ref.dtype)
     if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
-        return None if alpha < 0 else ref.new_tensor(float(alpha))
+        return None if alpha < 0 else float(alpha)
     return ref.new_tensor([float(a) for a in alpha])
 
 
@@ -237,8 +243,11 @@ def sigmoid_focal_loss(logits: Tensor, targets: Tensor, alpha: AlphaType = 0.25,
         fast: on the CPU (float32 / half precision), compute the value in one pass and
             the gradient in one more with the compiled kernel of
             :mod:`._fused_cls` (several times faster, nothing stored for the backward
-            pass but the inputs); the same function to float32 rounding. ``False``, or
-            any other device/dtype, runs the plain code below.
+            pass but the inputs); the same function to float32 rounding. On other
+            devices (GPU), the same closed-form gradient in torch, computed with the
+            value and kept for the backward pass (fewer operators and less memory than
+            autograd over the plain code). ``False`` (or float64 on the CPU) runs the
+            plain code below.
 
     Same value as ``torchvision.ops.sigmoid_focal_loss`` and mmdet's
     ``py_sigmoid_focal_loss``. Numerics: ``log p_t`` is ``-BCE-with-logits`` and
@@ -253,8 +262,10 @@ def sigmoid_focal_loss(logits: Tensor, targets: Tensor, alpha: AlphaType = 0.25,
     check_alpha(alpha)
     logits, targets, dtype = upcast(logits, targets)
     if fast:
-        loss = _fused_cls.sigmoid_focal(logits, targets, _alpha_tensor(alpha, logits),
-                                        gamma, alpha)
+        alpha_t = _alpha_tensor(alpha, logits)
+        loss = _fused_cls.sigmoid_focal(logits, targets, alpha_t, gamma, alpha)
+        if loss is None:
+            loss = _fused_cls.sigmoid_focal_torch(logits, targets, alpha_t, gamma, alpha)
         if loss is not None:
             return loss.to(dtype)
     ce = F.binary_cross_entropy_with_logits(logits, targets, reduction='none')
@@ -276,13 +287,17 @@ def softmax_focal_loss(logits: Tensor, labels: Tensor, alpha: AlphaType = None,
     that repository: ``log p_y`` comes from ``log_softmax`` (the repository takes the
     log of the softmax, -inf when ``p_y`` underflows), :math:`1 - p_y` is
     ``-expm1(log p_y)``, and ``alpha`` is an argument, never state (the repository
-    re-assigns its ``alpha`` attribute on every call).
+    re-assigns its ``alpha`` attribute on every call). Its default ``alpha=0.25``
+    becomes the per-class weights ``[0.25, 0.75, ..., 0.75]`` (class 0 as the
+    background); here the default is no weighting, and the repository's default is
+    ``alpha=[0.25] + [0.75] * (K - 1)`` (``[0.75] * (K - 1) + [0.25]`` when the
+    background is the last column, as in mmdet's RoI heads).
 
     Args:
         logits: ``Tensor[N, K]`` (K includes the background column of RoI heads).
         labels: ``Tensor[N]`` in [0, K).
-        alpha: ``None`` (default, no weighting as in hedgefair), a number (one weight
-            for every class), or ``K`` per-class weights.
+        alpha: ``None`` (default, no weighting), a number (one weight for every
+            class), or ``K`` per-class weights.
         gamma: focusing parameter, >= 0 (0 gives (weighted) cross-entropy).
     """
     _check_labels(logits, labels)
@@ -294,7 +309,8 @@ def softmax_focal_loss(logits: Tensor, labels: Tensor, alpha: AlphaType = None,
     loss = -_safe_pow(-torch.expm1(logp), gamma) * logp
     alpha_t = _alpha_tensor(alpha, logits)
     if alpha_t is not None:
-        loss = loss * (alpha_t[safe] if alpha_t.dim() else alpha_t)
+        loss = loss * (alpha_t[safe] if isinstance(alpha_t, Tensor) and alpha_t.dim()
+                       else alpha_t)
     return torch.where(valid, loss, torch.zeros_like(loss)).to(dtype)
 
 
@@ -364,7 +380,7 @@ def _log1m_softmax(logits: Tensor, logp: Tensor) -> Tensor:
     """``log(1 - softmax(x))`` without cancellation: ``log1p(-p)`` where ``p <= 0.5``
     (every column but a row's arg-max), and ``logsumexp`` of the other columns minus
     ``logsumexp`` of all for the arg-max column."""
-    top = F.one_hot(logits.detach().argmax(dim=1), logits.shape[1]).bool()
+    top = labels_to_one_hot(logits.detach().argmax(dim=1), logits.shape[1], torch.bool)
     lse = logits.logsumexp(dim=1, keepdim=True)
     rest = logits.masked_fill(top, float('-inf')).logsumexp(dim=1, keepdim=True) - lse
     p_safe = torch.where(top, torch.zeros_like(logp), logp.exp())
@@ -396,7 +412,7 @@ def softmax_anchor_loss(logits: Tensor, labels: Tensor, gamma: float = 0.5,
     logits, dtype = upcast(logits)
     num = logits.shape[1]
     valid, safe = _split_labels(labels, num, ignore_index)
-    onehot = F.one_hot(safe, num).to(logits.dtype)
+    onehot = labels_to_one_hot(safe, num, logits.dtype)
     with torch.no_grad():  # anchors without gradient
         pd = logits.detach().softmax(-1)
         p_true = (pd * onehot).sum(dim=1, keepdim=True)
@@ -455,12 +471,14 @@ def softmax_symmetric_ce(logits: Tensor, labels: Tensor, alpha: float = 0.1,
 
     Wang et al., ICCV 2019, https://arxiv.org/abs/1908.06112: alpha 0.1, beta 1.0
     (their CIFAR-10 setting; 6.0 / 0.1 for CIFAR-100) and A = -4 (Sec. 3.3) are the
-    defaults. Departures from HanxunH/SCELoss-Reproduce: that code clamps the one-hot
-    label at 1e-4 (so its A is ln 1e-4 = -9.21; pass ``log_zero=math.log(1e-4)``) and
-    the clamped label also enters its CE term, adding
-    :math:`10^{-4}\sum_{k \ne y} -\log p_k` to it; it also clamps ``p`` at 1e-7 before
-    the log. Here CE is the exact ``log_softmax`` cross-entropy and
-    :math:`1 - p_y = -\mathrm{expm1}(\log p_y)`.
+    defaults. Departures from HanxunH/SCELoss-Reproduce (its current ``loss.py``, whose
+    CE is exact, ``torch.nn.CrossEntropyLoss``): its RCE clamps the one-hot label at
+    1e-4 (so its A is ln 1e-4 = -9.21; pass ``log_zero=math.log(1e-4)``) and ``p`` at
+    1e-7, so it adds :math:`-A\,(10^{-7} - p_k)` for every class with
+    :math:`p_k < 10^{-7}`; here RCE is :math:`-A\,(1 - p_y)` with
+    :math:`1 - p_y = -\mathrm{expm1}(\log p_y)`, and CE the ``log_softmax``
+    cross-entropy. (The repository's first version, October 2019, also put the clamped
+    label into CE, adding :math:`10^{-4}\sum_{k \ne y} -\log p_k`.)
     """
     _check_labels(logits, labels)
     _check_sce(alpha, beta, log_zero)
@@ -516,7 +534,7 @@ def seesaw_ce_loss(logits: Tensor, labels: Tensor, cum_samples: Tensor, p: float
     if cum_samples.shape != (num,):
         raise ValueError(f'cum_samples must have shape ({num},), got {tuple(cum_samples.shape)}')
     safe = labels.clamp(0, num - 1)
-    onehot = F.one_hot(safe, num).to(logits.dtype)
+    onehot = labels_to_one_hot(safe, num, logits.dtype)
     log_s = torch.zeros_like(logits)
     with torch.no_grad():  # both factors are weights without gradient (as in mmdet)
         if p > 0:

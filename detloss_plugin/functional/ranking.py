@@ -256,8 +256,10 @@ def _ap_loss_forward(logits: Tensor, labels: Tensor, used: Tensor, delta: float,
 
     if avg_factor is None:
         norm = num_pos.clamp(min=1).to(f64)
-    else:
-        norm = torch.as_tensor(avg_factor, dtype=f64, device=dev)
+    elif isinstance(avg_factor, Tensor):
+        norm = avg_factor.to(device=dev, dtype=f64)
+    else:  # a Python number divides as is (no copy from the host)
+        norm = float(avg_factor)
     err = (1 - prec_int) * w_pos  # 1 - interpolated precision, 0 off the positives
     loss = err.sum() / norm
 

@@ -21,7 +21,7 @@ from torch import Tensor
 from detloss_plugin.functional.nms import diou_nms
 from detloss_plugin.registry import MODELS
 
-__all__ = ['diou_nms_mmcv', 'register_diou_nms']
+__all__ = ['as_mmcv_nms', 'diou_nms_mmcv', 'register_diou_nms', 'register_nms_function']
 
 
 def diou_nms_mmcv(boxes: Tensor, scores: Tensor, iou_threshold: float, beta: float = 1.0,
@@ -42,6 +42,15 @@ def diou_nms_mmcv(boxes: Tensor, scores: Tensor, iou_threshold: float, beta: flo
         ``dets`` ``Tensor[K, 5]`` (boxes and score, by descending score) and ``keep``
         ``Tensor[K]`` int64 indices into the input.
     """
+    return as_mmcv_nms(
+        lambda b, s: diou_nms(b, s, iou_threshold, beta=beta, offset=offset, backend=backend),
+        boxes, scores, score_threshold, max_num)
+
+
+def as_mmcv_nms(keep_fn, boxes, scores, score_threshold: float = 0, max_num: int = -1):
+    """Wrap ``keep_fn(boxes, scores) -> keep`` (indices by descending score) into
+    ``mmcv.ops.nms``'s contract: numpy or tensors in, ``(dets[K, 5], keep[K])`` out,
+    ``score_threshold`` applied first (when > 0), at most ``max_num`` boxes (when > 0)."""
     is_numpy = isinstance(boxes, np.ndarray)
     if is_numpy:
         boxes, scores = torch.from_numpy(boxes), torch.from_numpy(scores)
@@ -50,7 +59,7 @@ def diou_nms_mmcv(boxes: Tensor, scores: Tensor, iou_threshold: float, beta: flo
         valid = scores > score_threshold
         boxes, scores = boxes[valid], scores[valid]
         valid_inds = valid.nonzero().squeeze(1)
-    keep = diou_nms(boxes, scores, iou_threshold, beta=beta, offset=offset, backend=backend)
+    keep = keep_fn(boxes, scores)
     if max_num > 0:
         keep = keep[:max_num]
     dets = torch.cat((boxes[keep], scores[keep, None].to(boxes.dtype)), dim=1)
@@ -69,17 +78,23 @@ def register_diou_nms() -> bool:
     detloss's ``MODELS`` registry. Returns False when mmcv's ops are not installed.
     Idempotent; never replaces a ``diou_nms`` that mmcv itself may define.
     """
-    if 'diou_nms' not in MODELS.module_dict:
-        MODELS.register_module('diou_nms', module=diou_nms_mmcv)
+    return register_nms_function('diou_nms', diou_nms_mmcv)
+
+
+def register_nms_function(name: str, fn) -> bool:
+    """Add ``fn`` to detloss's ``MODELS`` and to the namespace of ``mmcv.ops.nms``
+    under ``name``, unless mmcv itself defines that name (then warn and leave it)."""
+    if name not in MODELS.module_dict:
+        MODELS.register_module(name, module=fn)
     try:
         nms_module = importlib.import_module('mmcv.ops.nms')
     except ImportError:
         return False
-    existing = getattr(nms_module, 'diou_nms', None)
+    existing = getattr(nms_module, name, None)
     if existing is None:
-        nms_module.diou_nms = diou_nms_mmcv
-    elif existing is not diou_nms_mmcv:
-        warnings.warn('mmcv.ops.nms already defines diou_nms; detloss leaves it in place. '
-                      'Pass type=detloss_plugin.ops.diou_nms_mmcv to use detloss\'s.')
+        setattr(nms_module, name, fn)
+    elif existing is not fn:
+        warnings.warn(f'mmcv.ops.nms already defines {name}; detloss leaves it in place. '
+                      f'Pass type=detloss_plugin.ops.{fn.__name__} to use detloss\'s.')
         return False
     return True

@@ -17,9 +17,10 @@
   reference's ``SigmoidDRLoss.forward`` (idstcv/DR_loss), transcribed below, with the
   labels converted to its convention (1..C foreground, 0 background, -1 ignored).
 
-``run(args)`` returns ``torch.utils.benchmark`` Measurements (label = loss and size,
-sub_label = implementation, description = device and threads); ``extras(args)`` the
-largest value and gradient differences against the references.
+``run(args)`` returns ``torch.utils.benchmark`` Measurements (label ``'ranking'``,
+sub_label = loss and size, description = implementation; detloss's default path carries
+``metadata['ref']``, the reference of the ratios); ``extras(args)`` the largest value and
+gradient differences against the references.
 """
 import argparse
 import math
@@ -164,32 +165,32 @@ def _sizes(args):
 
 
 def run(args) -> List[benchmark.Measurement]:
+    """One Measurement per case, contender and thread count: ``label`` ``'ranking'``,
+    ``sub_label`` the case, ``description`` the contender; detloss's default path is the
+    reference of each case's ratios (``metadata['ref']``)."""
     sizes = _sizes(args)
     logits, labels, weights, ap_targets, dr_targets = make_case(sizes, args.device)
     shape = f"{sizes['anchors']} x {sizes['classes']}, {sizes['positives']} positives"
+    ap_case, dr_case = f'AP-loss fwd+bwd ({shape})', f'DR loss fwd+bwd ({shape})'
+    cases = [
+        (ap_case, 'detloss ap_loss', OURS_AP, (logits, labels, weights), 2.0, True),
+        (ap_case, 'detloss ap_loss, torch path (accelerators)', OURS_AP_TORCH,
+         (logits, labels, weights), 2.0, False),
+        # the reference AP-loss takes seconds: one timed call is enough
+        (ap_case, 'reference loop (cccorn/AP-loss)', REF_AP, (logits, ap_targets), 0.0, False),
+        (dr_case, 'detloss dr_loss', OURS_DR, (logits, labels, weights), 2.0, True),
+        (dr_case, 'reference (idstcv/DR_loss)', REF_DR, (logits, dr_targets), 2.0, False),
+    ]
     results = []
     for threads in args.threads:
-        desc = f'{args.device}, {threads} thread(s)'
-        cases = [
-            (f'AP-loss fwd+bwd ({shape})', 'detloss ap_loss', OURS_AP,
-             (logits, labels, weights), 2.0),
-            (f'AP-loss fwd+bwd ({shape})', 'detloss ap_loss, torch path (accelerators)',
-             OURS_AP_TORCH, (logits, labels, weights), 2.0),
-            (f'AP-loss fwd+bwd ({shape})', 'reference loop (cccorn/AP-loss)', REF_AP,
-             (logits, ap_targets), 0.0),
-            (f'DR loss fwd+bwd ({shape})', 'detloss dr_loss', OURS_DR,
-             (logits, labels, weights), 2.0),
-            (f'DR loss fwd+bwd ({shape})', 'reference (idstcv/DR_loss)', REF_DR,
-             (logits, dr_targets), 2.0),
-        ]
-        for label, sub_label, fn, inputs, min_time in cases:
+        for case, contender, fn, inputs, min_time, ref in cases:
             timer = benchmark.Timer(stmt='fn(*inputs)', globals=dict(fn=fn, inputs=inputs),
-                                    num_threads=threads, label=label, sub_label=sub_label,
-                                    description=desc)
+                                    num_threads=threads, label='ranking', sub_label=case,
+                                    description=contender)
             fn(*inputs)  # warm-up
-            # the reference AP-loss takes seconds: one timed call is enough
             m = timer.timeit(1) if min_time == 0 else timer.blocked_autorange(
                 min_run_time=min_time)
+            m.metadata = dict(ref=ref, device=args.device)
             results.append(m)
     return results
 
@@ -222,14 +223,12 @@ def main(argv=None):
     args = p.parse_args(argv)
     results = run(args)
     benchmark.Compare(results).print()
-    by_label = {}
+    refs = {(m.sub_label, m.num_threads): m for m in results if m.metadata['ref']}
     for m in results:
-        by_label.setdefault((m.label, m.description), {})[m.sub_label] = m.median
-    for (label, desc), subs in by_label.items():
-        ref = [v for k, v in subs.items() if not k.startswith('detloss')]
-        for k, v in subs.items():
-            if k.startswith('detloss') and ref:
-                print(f'{label} [{desc}]: reference / {k} = {ref[0] / v:.1f}x')
+        ref = refs[(m.sub_label, m.num_threads)]
+        if m is not ref:
+            print(f'{m.sub_label} [{m.num_threads} thread(s)]: {m.description} / '
+                  f'{ref.description} = {m.median / ref.median:.1f}x')
     for k, v in extras(args).items():
         print(f'{k}: {v:.3g}')
 

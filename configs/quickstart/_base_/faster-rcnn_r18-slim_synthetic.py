@@ -97,8 +97,9 @@ auto_scale_lr = dict(base_batch_size=batch_size)
 # ------------------------------------------------------------------------ runtime
 default_hooks = dict(
     logger=dict(interval=25, log_metric_by_epoch=False),
-    checkpoint=dict(by_epoch=False, interval=val_interval, max_keep_ckpts=1,
-                    save_last=True))
+    # one checkpoint kept, written atomically (docs/training.md)
+    checkpoint=dict(type='detloss_plugin.AtomicCheckpointHook', by_epoch=False,
+                    interval=val_interval, max_keep_ckpts=1, save_last=True))
 custom_hooks = [dict(type='detloss_plugin.TrainingCurvesHook')]
 log_processor = dict(window_size=25, by_epoch=False)
 randomness = dict(seed=0)

@@ -169,8 +169,10 @@ default_hooks = dict(
     # log_metric_by_epoch=False: val metrics are logged at their iteration, not epoch 0
     logger=dict(type='LoggerHook', interval=25, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=val_interval,
-                    max_keep_ckpts=1, save_last=True),
+    # one checkpoint kept, written atomically (a kill at any moment leaves a run that
+    # --resume continues; docs/training.md)
+    checkpoint=dict(type='detloss_plugin.AtomicCheckpointHook', by_epoch=False,
+                    interval=val_interval, max_keep_ckpts=1, save_last=True),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='DetVisualizationHook'))
 # redraws <work_dir>/curves.png (loss and val mAP curves) after every validation

@@ -1,5 +1,6 @@
 from .coordinate_loss import FocalL1Loss, L1Loss, MSELoss, SmoothL1Loss
 from .iou_loss import CIoULoss, DIoULoss, EfficientIoULoss, FocalEIoULoss, GIoULoss, IoULoss
+from .iou_loss import AlphaIoULoss, SIoULoss, WIoULoss
 from .anchor_loss import AnchorLoss
 from .cross_entropy_loss import CrossEntropyLoss
 from .focal_loss import FocalLoss
@@ -13,5 +14,6 @@ __all__ = [
     'L1Loss', 'MSELoss', 'SmoothL1Loss', 'FocalL1Loss',
     'CrossEntropyLoss', 'FocalLoss', 'GHMC', 'GHMR', 'AnchorLoss', 'SymmetricCELoss',
     'SeesawLoss',
+    'SIoULoss', 'AlphaIoULoss', 'WIoULoss',
     'APLoss', 'DRLoss',
 ]

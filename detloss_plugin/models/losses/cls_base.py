@@ -108,7 +108,8 @@ class ClassificationLoss(BaseLoss):
             ignore_index = self.ignore_index
         logits = self._logits(cls_score)
         n, c = logits.shape
-        if label.shape == logits.shape and label.is_floating_point():
+        if (isinstance(label, Tensor) and label.shape == logits.shape
+                and label.is_floating_point()):
             targets = label.to(logits.dtype)
         else:
             self._check_label(label, n)

@@ -3,7 +3,9 @@
 Call contract (mmdet's): ``forward(pred, target, weight=None, avg_factor=None,
 reduction_override=None)``; ``pred``, ``target`` ``Tensor[n, 4]`` (any equal shapes
 work); ``weight`` ``Tensor[n]`` or ``Tensor[n, 4]``. Returns ``Tensor[n, 4]`` for
-``reduction='none'``, else a scalar. The maths is in
+``reduction='none'``, else a scalar; half-precision input gives a float32 loss
+(computed and reduced in float32: an error of 1e4 squared is 1e8, beyond float16).
+The maths is in
 :mod:`detloss_plugin.functional.coordinate_losses`.
 """
 import math
@@ -14,7 +16,7 @@ from torch import Tensor
 from detloss_plugin.functional import coordinate_losses as F
 from detloss_plugin.functional._checks import check_positive
 from detloss_plugin.registry import MODELS
-from .utils import BaseLoss, box_weight
+from .utils import BaseLoss, box_weight, float32_inputs
 
 __all__ = ['L1Loss', 'MSELoss', 'SmoothL1Loss', 'FocalL1Loss']
 
@@ -27,7 +29,8 @@ class _CoordinateLoss(BaseLoss):
     def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
                 avg_factor: Optional[Union[float, Tensor]] = None,
                 reduction_override: Optional[str] = None, **kwargs) -> Tensor:
-        loss = self.element_loss(pred, target)
+        # half precision: the element-wise loss is computed and reduced in float32
+        loss = self.element_loss(*float32_inputs(pred, target))
         if weight is not None and pred.dim() >= 1:
             weight = box_weight(weight, pred, per_box=False)
         return self.reduce(loss, weight, avg_factor, reduction_override)

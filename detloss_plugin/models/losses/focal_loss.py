@@ -25,11 +25,14 @@ class FocalLoss(ClassificationLoss):
             softmax form (False).
         gamma: focusing parameter (2.0).
         alpha: ``'auto'`` (default): 0.25 in sigmoid form (RetinaNet), no weighting in
-            softmax form (hedgefair/Focal-Loss-Pytorch's default). A number: in sigmoid
-            form the weight of positives (``1 - alpha`` for negatives), -1 or None for
-            none; in softmax form one weight for every class. A sequence: per-class
-            values (sigmoid: ``alpha_c`` for the positives of column c; softmax: the
-            weight of each sample's label, one value per column, background included).
+            softmax form (hedgefair/Focal-Loss-Pytorch's default ``alpha=0.25`` means
+            the per-class weights 0.25 for its background class 0 and 0.75 for the
+            others: with mmdet's background last, pass ``[0.75] * C + [0.25]``). A
+            number: in sigmoid form the weight of positives (``1 - alpha`` for
+            negatives), -1 or None for none; in softmax form one weight for every
+            class. A sequence: per-class values (sigmoid: ``alpha_c`` for the
+            positives of column c; softmax: the weight of each sample's label, one
+            value per column, background included).
         activated: ``cls_score`` holds probabilities.
         ignore_index, reduction, loss_weight: see the call contract.
 

@@ -3,20 +3,23 @@
 Call contract (mmdet's): ``forward(pred, target, weight=None, avg_factor=None,
 reduction_override=None)`` with ``pred``, ``target`` ``Tensor[n, 4]`` absolute
 ``(x1, y1, x2, y2)`` boxes and ``weight`` ``Tensor[n]`` or ``Tensor[n, 4]`` (averaged
-over the coordinates). Returns ``Tensor[n]`` for ``reduction='none'``, else a scalar.
+over the coordinates). Returns ``Tensor[n]`` for ``reduction='none'``, else a scalar;
+half-precision boxes give a float32 loss (computed and reduced in float32).
 The maths, defaults and papers are in :mod:`detloss_plugin.functional.iou_losses`.
 """
 from typing import Optional, Union
 
+import torch
 from torch import Tensor
 
 from detloss_plugin.functional import iou_losses as F
+from detloss_plugin.functional import iou_variants as V
 from detloss_plugin.functional._checks import check_choice, check_positive
 from detloss_plugin.registry import MODELS
-from .utils import BaseLoss, box_weight
+from .utils import BaseLoss, box_weight, float32_inputs
 
 __all__ = ['IoULoss', 'GIoULoss', 'DIoULoss', 'CIoULoss', 'EfficientIoULoss',
-           'FocalEIoULoss']
+           'FocalEIoULoss', 'SIoULoss', 'AlphaIoULoss', 'WIoULoss']
 
 
 class _BoxLoss(BaseLoss):
@@ -34,7 +37,8 @@ class _BoxLoss(BaseLoss):
     def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
                 avg_factor: Optional[Union[float, Tensor]] = None,
                 reduction_override: Optional[str] = None, **kwargs) -> Tensor:
-        loss = self.box_loss(pred, target)
+        # half precision: the element-wise loss is computed and reduced in float32
+        loss = self.box_loss(*float32_inputs(pred, target))
         return self.reduce(loss, box_weight(weight, pred, per_box=True), avg_factor,
                            reduction_override)
 
@@ -113,3 +117,112 @@ class FocalEIoULoss(_BoxLoss):
 
     def box_loss(self, pred, target):
         return F.focal_eiou_loss(pred, target, self.gamma, self.eps, self.detach_weight)
+
+
+@MODELS.register_module()
+class SIoULoss(_BoxLoss):
+    """SIoU loss (Gevorgyan 2022) with the paper's distance cost, ``theta=4``; see
+    :func:`detloss_plugin.functional.siou_loss`, which lists every difference from
+    mmdet's ``SIoULoss`` (whose default ``neg_gamma=False`` reverses the distance
+    cost's sign, and which clamps the loss at 2)."""
+
+    def __init__(self, theta: float = 4.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        V.check_theta(theta)
+        self.theta = float(theta)
+
+    def box_loss(self, pred, target):
+        return V.siou_loss(pred, target, self.theta, self.eps)
+
+
+@MODELS.register_module()
+class AlphaIoULoss(_BoxLoss):
+    """Alpha-IoU loss (He et al., NeurIPS 2021): power ``alpha`` (3) on the IoU and on
+    the penalty of ``base`` (``'iou'``, ``'giou'``, ``'diou'``, ``'ciou'``; default
+    ``'ciou'``); see :func:`detloss_plugin.functional.alpha_iou_loss`."""
+
+    def __init__(self, alpha: float = 3.0, base: str = 'ciou', **kwargs) -> None:
+        super().__init__(**kwargs)
+        check_positive('alpha', alpha)
+        check_choice('base', base, V.ALPHA_IOU_BASES)
+        self.alpha = float(alpha)
+        self.base = base
+
+    def box_loss(self, pred, target):
+        return V.alpha_iou_loss(pred, target, self.alpha, self.base, self.eps)
+
+
+@MODELS.register_module()
+class WIoULoss(_BoxLoss):
+    """Wise-IoU loss v1 / v2 / v3 (Tong et al. 2023); see
+    :func:`detloss_plugin.functional.wiou_loss`.
+
+    Args:
+        version: ``'v1'``, ``'v2'`` or ``'v3'`` (default).
+        alpha, delta: v3's focusing parameters (1.9, 3.0: the paper's; the reference's
+            current code uses 1.7, 2.7).
+        gamma: v2's exponent (0.5).
+        momentum: of the running mean of 1 - IoU (0.01, the reference's current code;
+            see :func:`detloss_plugin.functional.wiou_running_mean` for the paper's rule).
+        sync: average the running mean's batch statistic over ranks (below).
+
+    State. The running mean :math:`\\overline{L_{IoU}}` is the buffer ``iou_mean``
+    (0-d float32, starts at 1.0 as in the reference): it is in ``state_dict()``, so
+    mmengine's checkpoints save it and ``--resume`` / ``load_from`` restore it. In
+    training mode (``module.train()``) each call first updates it with the mean of
+    1 - IoU over the boxes with a positive weight (all boxes without ``weight``), then
+    scales the loss with the updated value, as the reference does; in eval mode it is
+    used without being updated. v1 neither reads nor updates it.
+
+    Scope. mmdet's dense heads call ``loss_bbox`` once per FPN level, so the mean is
+    updated once per level and iteration (the reference's YOLO loss also calls it per
+    level); the RoI head calls it once per iteration.
+
+    Multi-GPU. With ``sync=True`` (default) and ``torch.distributed`` initialised with
+    several ranks, the sum of 1 - IoU and the number of valid boxes are summed over ranks
+    (one ``all_reduce`` of two float64 numbers per call, no host synchronisation), so
+    every rank keeps the running mean of the whole batch, as single-process training
+    would, and DDP's buffer broadcast changes nothing. ``sync=False``: each rank updates
+    with its own boxes (and DDP's broadcast then overwrites the others' with rank 0's).
+    The ``all_reduce`` needs every rank to call the loss equally often. Anchor heads
+    (RetinaNet) always call it, negatives included with zero weight. mmdet's RoI head,
+    FCOS and ATSS skip the call on a rank whose batch has no positive: in Faster R-CNN
+    the ground-truth boxes are added to the proposals (``add_gt_as_proposals=True``, the
+    default) and empty images are filtered (``filter_empty_gt=True``), so every rank has
+    positives; with FCOS / ATSS and data where a rank can end up without a positive
+    (images without boxes, tiny boxes), use ``sync=False``, or the ranks would wait for
+    each other.
+    """
+
+    def __init__(self, version: str = 'v3', alpha: float = 1.9, delta: float = 3.0,
+                 gamma: float = 0.5, momentum: float = 0.01, sync: bool = True,
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        check_choice('version', version, V.WIOU_VERSIONS)
+        for name, value in (('alpha', alpha), ('delta', delta), ('gamma', gamma)):
+            check_positive(name, value)
+        check_positive('momentum', momentum)
+        if momentum > 1:
+            raise ValueError(f'momentum must be in (0, 1], got {momentum}')
+        self.version = version
+        self.alpha, self.delta, self.gamma = float(alpha), float(delta), float(gamma)
+        self.momentum = float(momentum)
+        self.sync = bool(sync)
+        self.register_buffer('iou_mean', torch.tensor(1.0))
+
+    def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
+                avg_factor: Optional[Union[float, Tensor]] = None,
+                reduction_override: Optional[str] = None, **kwargs) -> Tensor:
+        weight = box_weight(weight, pred, per_box=True)
+        if self.version != 'v1' and self.training:
+            valid = None if weight is None else weight > 0
+            with torch.no_grad():
+                self.iou_mean.copy_(V.wiou_running_mean(
+                    pred, target, self.iou_mean, self.momentum, valid, self.sync, self.eps))
+        loss = V.wiou_loss(pred, target, self.version, self.iou_mean, self.alpha,
+                           self.delta, self.gamma, self.eps)
+        return self.reduce(loss, weight, avg_factor, reduction_override)
+
+    def extra_repr(self) -> str:
+        return (super().extra_repr() + f', version={self.version!r}, alpha={self.alpha}, '
+                f'delta={self.delta}, momentum={self.momentum}, sync={self.sync}')

@@ -6,14 +6,18 @@ with ``avg_factor`` and ``reduction='mean'`` divide the sum by ``avg_factor + ep
 ``torch.any(weight > 0)`` shortcut (a host synchronisation): the element-wise losses
 are finite everywhere, so zero weights give an exact zero with the graph connected.
 """
-from typing import Optional, Union
+import difflib
+import inspect
+import numbers
+from typing import List, Optional, Union
 
 import torch
 from torch import Tensor, nn
 
-from detloss_plugin.functional._checks import check_choice
+from detloss_plugin.functional._checks import check_choice, upcast
 
-__all__ = ['REDUCTIONS', 'BaseLoss', 'check_reduction', 'weight_reduce_loss']
+__all__ = ['REDUCTIONS', 'BaseLoss', 'check_reduction', 'float32_inputs',
+           'weight_reduce_loss']
 
 REDUCTIONS = ('none', 'mean', 'sum')
 _AVG_EPS = torch.finfo(torch.float32).eps
@@ -23,6 +27,31 @@ def check_reduction(name: str, reduction: str) -> None:
     check_choice(name, reduction, REDUCTIONS)
 
 
+def check_avg_factor(avg_factor) -> None:
+    """``avg_factor`` is None, a real number or a one-element tensor (shapes only: no
+    host synchronisation)."""
+    if avg_factor is None:
+        return
+    if isinstance(avg_factor, Tensor):
+        if avg_factor.numel() != 1:
+            raise ValueError(f'avg_factor must be a number or a one-element tensor, got a '
+                             f'tensor of shape {tuple(avg_factor.shape)}')
+        return
+    if not isinstance(avg_factor, numbers.Real) or isinstance(avg_factor, bool):
+        raise TypeError(f'avg_factor must be a number, a one-element tensor or None, got '
+                        f'{type(avg_factor).__name__} {avg_factor!r}')
+
+
+def float32_inputs(*tensors):
+    """Half-precision tensors as float32 (their gradients go back to half precision
+    with saturation, :func:`detloss_plugin.functional._checks.upcast`); anything else
+    unchanged. Modules call it before the element-wise function, so that the loss they
+    reduce is the float32 one (a value that float32 holds but float16 does not, such
+    as a squared error of 1e8, must not become Inf before the reduction)."""
+    return tuple(upcast(t)[0] if isinstance(t, Tensor)
+                 and t.dtype in (torch.float16, torch.bfloat16) else t for t in tensors)
+
+
 def weight_reduce_loss(loss: Tensor, weight: Optional[Tensor] = None, reduction: str = 'mean',
                        avg_factor: Optional[Union[float, Tensor]] = None) -> Tensor:
     """Apply an element-wise ``weight`` and reduce.
@@ -30,6 +59,7 @@ def weight_reduce_loss(loss: Tensor, weight: Optional[Tensor] = None, reduction:
     Shapes: ``loss`` any; ``weight`` broadcastable to it. Returns ``loss`` for
     ``'none'`` and a scalar otherwise.
     """
+    check_avg_factor(avg_factor)
     if weight is not None:
         loss = loss * weight
     if avg_factor is None:
@@ -46,12 +76,45 @@ def weight_reduce_loss(loss: Tensor, weight: Optional[Tensor] = None, reduction:
     raise ValueError('avg_factor can not be used with reduction="sum"')
 
 
+def _init_options(cls) -> List[str]:
+    """The keyword options ``cls(...)`` accepts: the named parameters of its
+    ``__init__`` and, while an ``__init__`` passes ``**kwargs`` on, of its bases'."""
+    names: List[str] = []
+    for klass in cls.__mro__:
+        init = klass.__dict__.get('__init__')
+        if init is None:
+            continue
+        if klass is nn.Module or klass is object:
+            break
+        params = list(inspect.signature(init).parameters.values())[1:]
+        names += [p.name for p in params if p.name not in names and p.kind in (
+            p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return names
+
+
 class BaseLoss(nn.Module):
     """``loss_weight`` and ``reduction`` with mmdet's call contract.
 
     Subclasses implement ``forward`` by computing the element-wise loss and returning
     ``self.reduce(loss, weight, avg_factor, reduction_override)``.
+
+    An unknown keyword option (a typo in a config) raises a ``TypeError`` that names
+    the public class, the option, the closest valid one and the full list (instead of
+    Python's message about a private base class's ``__init__``).
     """
+
+    def __new__(cls, *args, **kwargs):
+        if kwargs:
+            options = _init_options(cls)
+            unknown = [k for k in kwargs if k not in options]
+            if unknown:
+                close = difflib.get_close_matches(unknown[0], options, n=1)
+                hint = f' (did you mean {close[0]!r}?)' if close else ''
+                raise TypeError(f'{cls.__name__} got an unknown option {unknown[0]!r}{hint}; '
+                                f'its options are {", ".join(options)}')
+        return super().__new__(cls)
 
     def __init__(self, reduction: str = 'mean', loss_weight: float = 1.0) -> None:
         super().__init__()
@@ -69,7 +132,8 @@ class BaseLoss(nn.Module):
         reduction = reduction_override or self.reduction
         if loss.dtype in (torch.float16, torch.bfloat16):
             # one convention for every module: half precision is reduced (and returned)
-            # in float32, since a sum over ~10^5 anchors overflows float16.
+            # in float32, since a sum over ~10^5 anchors overflows float16. (The modules
+            # also compute the element-wise loss in float32: float32_inputs.)
             loss = loss.float()
         return self.loss_weight * weight_reduce_loss(loss, weight, reduction, avg_factor)
 

@@ -1,0 +1,25 @@
+"""Shared fixtures: the devices a computation test runs on.
+
+``device`` is parametrised over the CPU and CUDA; the CUDA case is skipped where no GPU
+is present and carries the ``cuda`` marker, so ``pytest -m cuda`` runs exactly the CUDA
+cases (``tools/gpu_check.sh`` does). Tests take it as an argument and put their inputs
+on it; :func:`device_utils.no_host_sync` checks that a forward + backward makes the host
+wait for nothing.
+"""
+import pytest
+import torch
+
+_HAS_CUDA = torch.cuda.is_available()
+
+DEVICE_PARAMS = [
+    pytest.param('cpu', id='cpu'),
+    pytest.param('cuda', id='cuda', marks=[
+        pytest.mark.cuda,
+        pytest.mark.skipif(not _HAS_CUDA, reason='no CUDA device here')]),
+]
+
+
+@pytest.fixture(params=DEVICE_PARAMS)
+def device(request) -> torch.device:
+    """Every device a computation test runs on (CUDA skipped without a GPU)."""
+    return torch.device(request.param)
