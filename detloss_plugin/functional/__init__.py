@@ -8,6 +8,8 @@ from .classification import (labels_to_one_hot, probs_to_logits, seesaw_ce_loss,
                              sigmoid_symmetric_ce, softmax_anchor_loss, softmax_cross_entropy,
                              softmax_focal_loss, softmax_symmetric_ce)
 from .ghm import authentic_smooth_l1, ghm_edges, ghm_weights, ghmc_loss, ghmr_loss
+from .kl_loss import kl_loss
+from .var_voting import var_voting
 
 __all__ = [
     'BoxPairGeometry', 'box_pair_geometry',
@@ -19,4 +21,5 @@ __all__ = [
     'softmax_focal_loss', 'sigmoid_anchor_loss', 'softmax_anchor_loss',
     'sigmoid_symmetric_ce', 'softmax_symmetric_ce', 'seesaw_ce_loss',
     'ghm_edges', 'ghm_weights', 'ghmc_loss', 'ghmr_loss', 'authentic_smooth_l1',
+    'kl_loss', 'var_voting',
 ]

@@ -6,10 +6,11 @@ from .focal_loss import FocalLoss
 from .ghm_loss import GHMC, GHMR
 from .sce_loss import SymmetricCELoss
 from .seesaw_loss import SeesawLoss
+from .kl_loss import KLLoss
 
 __all__ = [
     'IoULoss', 'GIoULoss', 'DIoULoss', 'CIoULoss', 'EfficientIoULoss', 'FocalEIoULoss',
     'L1Loss', 'MSELoss', 'SmoothL1Loss', 'FocalL1Loss',
     'CrossEntropyLoss', 'FocalLoss', 'GHMC', 'GHMR', 'AnchorLoss', 'SymmetricCELoss',
-    'SeesawLoss',
+    'SeesawLoss', 'KLLoss',
 ]
