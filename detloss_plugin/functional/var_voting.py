@@ -54,7 +54,7 @@ from .box_geometry import box_pair_geometry
 
 __all__ = ['var_voting']
 
-_BLOCK_ELEMENTS = 1 << 22  # (kept box, candidate, coordinate) weights held at once
+_BLOCK_ELEMENTS = 1 << 22  # (kept box, candidate) IoUs held at once
 
 
 def _check_args(boxes, scores, variances, keep, idxs, sigma_t) -> None:
@@ -103,10 +103,12 @@ def var_voting(boxes: Tensor, scores: Tensor, variances: Tensor, keep: Tensor,
         ``Tensor[K, 5]``: the voted boxes and the kept boxes' scores, in the order of
         ``keep`` (the ``dets`` layout of mmcv's NMS ops).
 
-    The weights are computed as a softmax over the candidates of
-    :math:`-(1 - IoU)^2/\sigma_t - \log\sigma^2` (the same normalised weights as
-    :math:`p_i / \sigma_i^2`, without overflow for tiny variances); variances are
-    clamped below at the dtype's smallest normal number. A kept box always votes for
+    The weights are computed as :math:`\exp(l_i - \max_j l_j)` with
+    :math:`l_i = -(1 - IoU_i)^2/\sigma_t - \log\sigma_i^2` (the same normalised weights
+    as :math:`p_i / \sigma_i^2`, without overflow for tiny variances), only for the
+    (kept box, candidate) pairs that vote; variances are clamped below at the dtype's
+    smallest normal number. Selecting the voting pairs is one host synchronisation per
+    block of kept boxes (inference only). A kept box always votes for
     itself, also when it has zero area (IoU 0 with itself). Half-precision inputs are
     computed in float32. No gradient is meant to flow (inference), but the function is
     differentiable.
@@ -122,7 +124,7 @@ def var_voting(boxes: Tensor, scores: Tensor, variances: Tensor, keep: Tensor,
     n = boxes.shape[0]
     log_var = variances.clamp(min=torch.finfo(variances.dtype).tiny).log()  # (N, 4)
     voted = []
-    block = max(1, _BLOCK_ELEMENTS // (4 * max(n, 1)))
+    block = max(1, _BLOCK_ELEMENTS // max(n, 1))
     for start in range(0, k, block):  # row blocks of kept boxes: memory, not a per-box loop
         rows = keep[start:start + block]
         iou = box_pair_geometry(boxes[rows][:, None, :], boxes[None, :, :]).iou  # (k', N)
@@ -130,10 +132,15 @@ def var_voting(boxes: Tensor, scores: Tensor, variances: Tensor, keep: Tensor,
         votes[torch.arange(rows.shape[0], device=rows.device), rows] = True
         if idxs is not None:
             votes &= idxs[rows][:, None] == idxs[None, :]
-        logit = -(1 - iou).square() / sigma_t                             # log p, (k', N)
-        logit = logit[:, :, None] - log_var[None, :, :]                   # (k', N, 4)
-        logit = logit.masked_fill(~votes[:, :, None], float('-inf'))
-        weight = torch.softmax(logit, dim=1)
-        voted.append((weight * boxes[None, :, :]).sum(dim=1))
+        # only the (kept box, candidate) pairs that vote: a few per kept box
+        r, c = votes.nonzero(as_tuple=True)
+        logit = (-(1 - iou[r, c]).square() / sigma_t)[:, None] - log_var[c]   # (P, 4)
+        r4 = r[:, None].expand(-1, 4)
+        row_max = logit.new_full((rows.shape[0], 4), float('-inf')).scatter_reduce(
+            0, r4, logit, 'amax')
+        weight = torch.exp(logit - row_max[r])                                # <= 1
+        num = boxes.new_zeros((rows.shape[0], 4)).index_add_(0, r, weight * boxes[c])
+        den = boxes.new_zeros((rows.shape[0], 4)).index_add_(0, r, weight)
+        voted.append(num / den)   # den >= 1: each row's largest weight is exactly 1
     voted = torch.cat(voted, dim=0)
     return torch.cat([voted, scores[keep].to(voted.dtype)[:, None]], dim=1).to(dtype)
