@@ -198,7 +198,9 @@ class KLBBoxHead(Shared2FCBBoxHead):
         if bbox_pred.shape[-1] != 2 * self.reg_dim:
             raise ValueError(f'bbox_pred must have {2 * self.reg_dim} channels (deltas and '
                              f'log-variances), got shape {tuple(bbox_pred.shape)}')
-        return bbox_pred[..., :self.reg_dim], bbox_pred[..., self.reg_dim:]
+        # contiguous: mmdet's decoding views the deltas as (-1, 4)
+        return (bbox_pred[..., :self.reg_dim].contiguous(),
+                bbox_pred[..., self.reg_dim:].contiguous())
 
     # --------------------------------------------------------------------- loss
     def loss(self, cls_score: Tensor, bbox_pred: Tensor, rois: Tensor, labels: Tensor,
