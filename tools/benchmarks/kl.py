@@ -5,7 +5,9 @@
     python tools/benchmarks/kl.py --quick --device cpu
     python tools/benchmark.py --suite kl               # through the dispatcher
 
-Cases (``torch.utils.benchmark``; label / sub_label / description for ``Compare``):
+Cases (``torch.utils.benchmark``; label / sub_label / description for ``Compare``). The
+contenders of a case are timed in interleaved rounds (3 quick, 7 full) of
+``blocked_autorange`` and each one's blocks merged: the median is over all blocks.
 
 - ``kl_loss fwd+bwd``: what :class:`~detloss_plugin.KLBBoxHead` does per step: the
   registered module on ``n`` positive RoIs' deltas and log-variances (``Tensor[n, 4]``
@@ -79,10 +81,22 @@ def looped_var_voting(boxes, scores, variances, keep, sigma_t, idxs):
     return torch.stack(out)
 
 
-def _measure(stmt, globals_, label, sub_label, description, threads, quick):
-    timer = benchmark.Timer(stmt=stmt, globals=globals_, label=label, sub_label=sub_label,
-                            description=description, num_threads=threads)
-    return timer.blocked_autorange(min_run_time=0.2 if quick else 1.0)
+def _measure_interleaved(contenders, globals_, label, sub_label, threads, quick):
+    """Time each ``(stmt, description)`` in rounds, round-robin (so that the drift of a
+    shared machine hits all contenders alike), and merge each one's blocks into one
+    Measurement (median over all blocks)."""
+    timers = [benchmark.Timer(stmt=stmt, globals=globals_, label=label, sub_label=sub_label,
+                              description=description, num_threads=threads)
+              for stmt, description in contenders]
+    for t in timers:  # warm-up (lazy imports, first-call allocations)
+        t.timeit(2)
+    rounds = 3 if quick else 7
+    blocks = [[] for _ in timers]
+    for r in range(rounds):
+        for k in range(len(timers)):
+            i = (r + k) % len(timers)
+            blocks[i].append(timers[i].blocked_autorange(min_run_time=0.1 if quick else 0.3))
+    return [benchmark.Measurement.merge(b)[0] for b in blocks]
 
 
 def run(args) -> list:
@@ -100,26 +114,22 @@ def run(args) -> list:
             pred, log_var, target, weight = _loss_inputs(n, device)
             env = dict(kl=kl, sl1=sl1, pred=pred, log_var=log_var, target=target,
                        weight=weight, n=n)
-            results.append(_measure(
-                'kl(pred, log_var, target, weight, avg_factor=n).backward()', env,
-                'kl_loss fwd+bwd', f'n={n}', f'KLLoss ({device.type}, {threads}t)',
-                threads, args.quick))
-            results.append(_measure(
-                'sl1(pred, target, weight, avg_factor=n).backward()', env,
-                'kl_loss fwd+bwd', f'n={n}', f'SmoothL1Loss ({device.type}, {threads}t)',
-                threads, args.quick))
+            results += _measure_interleaved(
+                [('kl(pred, log_var, target, weight, avg_factor=n).backward()',
+                  f'KLLoss ({device.type}, {threads}t)'),
+                 ('sl1(pred, target, weight, avg_factor=n).backward()',
+                  f'SmoothL1Loss ({device.type}, {threads}t)')],
+                env, 'kl_loss fwd+bwd', f'n={n}', threads, args.quick)
         for n in vote_sizes:
             boxes, scores, variances, keep, labels = _candidates(n, device)
             env = dict(var_voting=var_voting, looped=looped_var_voting, boxes=boxes,
                        scores=scores, variances=variances, keep=keep, labels=labels)
-            results.append(_measure(
-                'var_voting(boxes, scores, variances, keep, 0.01, labels)', env,
-                'var_voting', f'N={n}, kept={NUM_KEPT}',
-                f'batched ({device.type}, {threads}t)', threads, args.quick))
-            results.append(_measure(
-                'looped(boxes, scores, variances, keep, 0.01, labels)', env,
-                'var_voting', f'N={n}, kept={NUM_KEPT}',
-                f'loop per kept box ({device.type}, {threads}t)', threads, args.quick))
+            results += _measure_interleaved(
+                [('var_voting(boxes, scores, variances, keep, 0.01, labels)',
+                  f'batched ({device.type}, {threads}t)'),
+                 ('looped(boxes, scores, variances, keep, 0.01, labels)',
+                  f'loop per kept box ({device.type}, {threads}t)')],
+                env, 'var_voting', f'N={n}, kept={NUM_KEPT}', threads, args.quick)
     return results
 
 
