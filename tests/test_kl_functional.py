@@ -264,3 +264,14 @@ def test_var_voting_bad_input():
         var_voting(boxes, scores, variances, keep, idxs=torch.zeros(3))
     with pytest.raises(ValueError, match='boxes'):
         var_voting(boxes[:, :3], scores, variances, keep)
+
+
+def test_var_voting_gradcheck():
+    # inference-only in the head, but differentiable in boxes and variances
+    boxes = torch.tensor([[0, 0, 10, 10], [1, 0, 11, 9], [2, 1, 12, 11.0]], dtype=F64,
+                         requires_grad=True)
+    g = torch.Generator().manual_seed(7)
+    variances = (torch.rand(3, 4, generator=g, dtype=F64) + 0.5).requires_grad_(True)
+    scores = torch.ones(3, dtype=F64)
+    assert gradcheck(lambda b, v: var_voting(b, scores, v, torch.tensor([0, 2]), 0.5)[:, :4],
+                     (boxes, variances))

@@ -138,7 +138,8 @@ def var_voting(boxes: Tensor, scores: Tensor, variances: Tensor, keep: Tensor,
         r4 = r[:, None].expand(-1, 4)
         row_max = logit.new_full((rows.shape[0], 4), float('-inf')).scatter_reduce(
             0, r4, logit, 'amax')
-        weight = torch.exp(logit - row_max[r])                                # <= 1
+        # the shift cancels in num / den: no gradient needed through it
+        weight = torch.exp(logit - row_max.detach()[r])                       # <= 1
         num = boxes.new_zeros((rows.shape[0], 4)).index_add_(0, r, weight * boxes[c])
         den = boxes.new_zeros((rows.shape[0], 4)).index_add_(0, r, weight)
         voted.append(num / den)   # den >= 1: each row's largest weight is exactly 1
