@@ -238,3 +238,25 @@ def test_quickstart_kl_trains_and_predicts_with_std(voting):
     assert pred.bboxes_std.shape == pred.bboxes.shape
     assert torch.isfinite(pred.bboxes_std).all() and (pred.bboxes_std > 0).all()
     assert (pred.labels >= 0).all() and (pred.labels < 4).all()
+
+
+def test_stock_r50_faster_rcnn_with_kl_head(tmp_path):
+    """mmdet's own faster-rcnn_r50_fpn_1x_coco.py (R50, 80 classes) with only the box head
+    and its loss swapped by name, var voting on: trains with finite losses, predicts stds."""
+    from integration_utils import FASTER_RCNN, train_and_predict
+
+    body = """
+    model = dict(
+        roi_head=dict(bbox_head=dict(
+            type='detloss_plugin.KLBBoxHead',
+            loss_bbox=dict(_delete_=True, type='detloss_plugin.KLLoss', beta=1.0))),
+        test_cfg=dict(rcnn=dict(score_thr=0.0, var_voting=dict(sigma_t=0.01))))
+    """
+    out = train_and_predict(tmp_path, FASTER_RCNN, body, steps=2)
+    assert type(out['model'].roi_head.bbox_head).__name__ == 'KLBBoxHead'
+    for record in out['history']:
+        assert record['grads_finite'] and math.isfinite(record['loss_bbox'])
+    for sample in out['results']:
+        pred = sample.pred_instances
+        assert len(pred.bboxes) > 0 and pred.bboxes_std.shape == pred.bboxes.shape
+        assert torch.isfinite(pred.bboxes).all() and (pred.bboxes_std > 0).all()
