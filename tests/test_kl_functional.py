@@ -82,6 +82,29 @@ def test_kl_gradient_is_smooth_l1_times_exp_minus_alpha(alpha0):
         assert torch.allclose(kl_loss(pred, alpha, target), sl1, atol=1e-12)
 
 
+def test_kl_gradients_equal_the_references_three_blobs():
+    """yihui-he/KL-Loss: loss_bbox = SmoothL1Loss op with exp(-alpha) as outside weight
+    (gradient to the box only), mulw = exp(-alpha) * StopGradient(SmoothL1) (to alpha
+    only), logw = alpha / 2. Same gradients as detloss's single term; the reference's
+    summed value counts exp(-alpha) * SmoothL1 twice."""
+    g = torch.Generator().manual_seed(2)
+    target = torch.randn(7, 4, dtype=F64, generator=g) * 2
+    p0 = torch.randn(7, 4, dtype=F64, generator=g)
+    a0 = torch.randn(7, 4, dtype=F64, generator=g)
+    p, a = p0.clone().requires_grad_(True), a0.clone().requires_grad_(True)
+    ours = kl_loss(p, a, target).sum()
+    ours.backward()
+    pr, ar = p0.clone().requires_grad_(True), a0.clone().requires_grad_(True)
+    sl1 = smooth_l1_loss(pr, target)
+    loss_bbox = (torch.exp(-ar).detach() * sl1).sum()
+    mulw = (torch.exp(-ar) * sl1.detach()).sum()
+    logw = 0.5 * ar.sum()
+    (loss_bbox + mulw + logw).backward()
+    assert torch.allclose(p.grad, pr.grad, atol=1e-12)
+    assert torch.allclose(a.grad, ar.grad, atol=1e-12)
+    assert (loss_bbox + mulw + logw).item() == pytest.approx(ours.item() + loss_bbox.item())
+
+
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float16])
 @pytest.mark.parametrize('alpha0', [30.0, -30.0])
 def test_kl_loss_extreme_alpha_finite(dtype, alpha0):
