@@ -81,8 +81,8 @@ def kl_loss(pred: Tensor, pred_log_var: Tensor, target: Tensor, beta: float = 1.
     float16's largest value instead of overflowing) while its gradient passes through
     the saturation unchanged, and the gradients are cast back with saturation too.
     Alpha is not clamped (neither paper nor reference does): value and gradient are
-    finite for
-    :math:`|\alpha| \lesssim 88` in float32 (:math:`e^{88}` is near its largest value).
+    finite for :math:`|\alpha| \lesssim 88` in float32 (:math:`e^{88}` is near its
+    largest value).
 
     Departures:
         * One loss term where the reference has three; same gradients, and the logged
