@@ -13,9 +13,7 @@ from mmengine.registry import Registry
 
 __all__ = ['MODELS', 'HOOKS']
 
-# detloss_plugin.models.roi_heads (KLBBoxHead, which imports mmdet) is imported lazily,
-# on the first look-up in this registry, not by `import detloss_plugin`.
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='detloss_plugin',
-                  locations=['detloss_plugin.models', 'detloss_plugin.models.roi_heads'])
+                  locations=['detloss_plugin.models'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='detloss_plugin',
                  locations=['detloss_plugin.engine'])

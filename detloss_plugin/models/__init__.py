@@ -1,1 +1,7 @@
+from importlib.util import find_spec
+
 from .losses import *  # noqa: F401,F403
+
+# the heads subclass mmdet's; the losses and the functional core work without mmdet
+if find_spec('mmdet') is not None:
+    from .roi_heads import *  # noqa: F401,F403
