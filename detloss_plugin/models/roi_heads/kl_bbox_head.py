@@ -230,7 +230,8 @@ class KLBBoxHead(Shared2FCBBoxHead):
 
     def regress_by_class(self, priors: Tensor, label: Tensor, bbox_pred: Tensor,
                          img_meta: dict) -> Tensor:
-        """As ``BBoxHead.regress_by_class`` (Cascade R-CNN), on the deltas only."""
+        """As ``BBoxHead.regress_by_class`` (Cascade R-CNN), on the deltas only. Cascade
+        R-CNN with this head is not tested."""
         return super().regress_by_class(priors, label, self.split_bbox_pred(bbox_pred)[0],
                                         img_meta)
 
