@@ -11,6 +11,8 @@ from .ghm import authentic_smooth_l1, ghm_edges, ghm_weights, ghmc_loss, ghmr_lo
 from .iou_variants import alpha_iou_loss, siou_loss, wiou_loss, wiou_running_mean
 from .cluster_nms import cluster_diou_nms, weighted_cluster_diou_nms
 from .ranking import ap_loss, dr_loss
+from .kl_loss import kl_loss
+from .var_voting import var_voting
 
 __all__ = [
     'BoxPairGeometry', 'box_pair_geometry',
@@ -25,4 +27,5 @@ __all__ = [
     'siou_loss', 'alpha_iou_loss', 'wiou_loss', 'wiou_running_mean',
     'cluster_diou_nms', 'weighted_cluster_diou_nms',
     'ap_loss', 'dr_loss',
+    'kl_loss', 'var_voting',
 ]

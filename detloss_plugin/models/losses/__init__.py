@@ -8,6 +8,7 @@ from .ghm_loss import GHMC, GHMR
 from .sce_loss import SymmetricCELoss
 from .seesaw_loss import SeesawLoss
 from .ranking_loss import APLoss, DRLoss
+from .kl_loss import KLLoss
 
 __all__ = [
     'IoULoss', 'GIoULoss', 'DIoULoss', 'CIoULoss', 'EfficientIoULoss', 'FocalEIoULoss',
@@ -15,5 +16,5 @@ __all__ = [
     'CrossEntropyLoss', 'FocalLoss', 'GHMC', 'GHMR', 'AnchorLoss', 'SymmetricCELoss',
     'SeesawLoss',
     'SIoULoss', 'AlphaIoULoss', 'WIoULoss',
-    'APLoss', 'DRLoss',
+    'APLoss', 'DRLoss', 'KLLoss',
 ]
