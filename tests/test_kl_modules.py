@@ -21,7 +21,7 @@ def _inputs(n=10, seed=0, dtype=F64):
 
 
 def test_built_from_registry_and_equals_function():
-    loss = MODELS.build(dict(type='KLLoss', beta=0.5, loss_weight=2.0, reduction='none'))
+    loss = MODELS.build(dict(type='detloss_plugin.KLLoss', beta=0.5, loss_weight=2.0, reduction='none'))
     assert isinstance(loss, KLLoss)
     pred, log_var, target = _inputs()
     assert torch.allclose(loss(pred, log_var, target), 2.0 * kl_loss(pred, log_var, target, 0.5))

@@ -367,8 +367,8 @@ def test_modules_equal_functions_times_weight():
 
 def test_registered_by_name():
     from detloss_plugin.registry import MODELS
-    ap = MODELS.build(dict(type='APLoss', delta=2.0))
-    dr = MODELS.build(dict(type='DRLoss', L=3.0))
+    ap = MODELS.build(dict(type='detloss_plugin.APLoss', delta=2.0))
+    dr = MODELS.build(dict(type='detloss_plugin.DRLoss', L=3.0))
     assert isinstance(ap, APLoss) and ap.delta == 2.0
     assert isinstance(dr, DRLoss) and dr.L == 3.0
 
