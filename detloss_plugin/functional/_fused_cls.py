@@ -153,7 +153,18 @@ def _focal_loss(kernel, x: Tensor, t: Tensor, alpha: Optional[Tensor], gamma: fl
     return out
 
 
+def _plain_focal_grad(ctx, logits: Tensor, targets: Tensor, grad: Tensor) -> Tensor:
+    """The gradient of the plain focal loss (the same function) with create_graph=True:
+    what a fused backward returns when a double backward is asked for."""
+    from .classification import sigmoid_focal_loss
+    with torch.enable_grad():
+        loss = sigmoid_focal_loss(logits, targets, ctx.plain_alpha, ctx.gamma, fast=False)
+    (g,) = torch.autograd.grad(loss, logits, grad, create_graph=True)
+    return g
+
+
 class _SigmoidFocal(torch.autograd.Function):
+
 
     @staticmethod
     def forward(ctx, logits, targets, alpha, gamma, kernel, plain_alpha):
@@ -165,13 +176,7 @@ class _SigmoidFocal(torch.autograd.Function):
     def backward(ctx, grad):
         logits, targets, alpha = ctx.saved_tensors
         if torch.is_grad_enabled():
-            # create_graph=True: differentiate the plain code (same function).
-            from .classification import sigmoid_focal_loss
-            with torch.enable_grad():
-                loss = sigmoid_focal_loss(logits, targets, ctx.plain_alpha, ctx.gamma,
-                                          fast=False)
-            (g,) = torch.autograd.grad(loss, logits, grad, create_graph=True)
-            return g, None, None, None, None, None
+            return _plain_focal_grad(ctx, logits, targets, grad), None, None, None, None, None
         g, row_stride, per_element = _grad_operand(grad)
         out = torch.empty_like(logits)
         rows, cols = logits.shape
@@ -238,12 +243,7 @@ class _SigmoidFocalTorch(torch.autograd.Function):
     def backward(ctx, grad_out):
         local, logits, targets = ctx.saved_tensors
         if torch.is_grad_enabled():
-            from .classification import sigmoid_focal_loss
-            with torch.enable_grad():
-                loss = sigmoid_focal_loss(logits, targets, ctx.plain_alpha, ctx.gamma,
-                                          fast=False)
-            (g,) = torch.autograd.grad(loss, logits, grad_out, create_graph=True)
-            return g, None, None, None, None
+            return _plain_focal_grad(ctx, logits, targets, grad_out), None, None, None, None
         return grad_out * local, None, None, None, None
 
 
