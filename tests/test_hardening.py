@@ -17,25 +17,12 @@ from detloss_plugin.functional import _fused_cls, _fused_iou
 from detloss_plugin.functional import classification as C
 from detloss_plugin.functional import ghm as G
 from detloss_plugin.functional import iou_losses as IL
+from test_fast_paths import LOSSES
 
 NAN, INF = float('nan'), float('inf')
 
-# every configuration of the IoU-family fast path
-IOU_LOSSES = {
-    'iou_linear': (IL.iou_loss, dict(mode='linear')),
-    'iou_log': (IL.iou_loss, dict(mode='log')),
-    'giou': (IL.giou_loss, {}),
-    'diou': (IL.diou_loss, {}),
-    'ciou': (IL.ciou_loss, {}),
-    'ciou_gate': (IL.ciou_loss, dict(alpha_gate=True)),
-    'ciou_authors': (IL.ciou_loss, dict(authors_gradient=True)),
-    'eiou': (IL.eiou_loss, {}),
-    'focal_eiou': (IL.focal_eiou_loss, {}),
-    'focal_eiou_gamma1': (IL.focal_eiou_loss, dict(gamma=1.0)),
-    'focal_eiou_gamma0': (IL.focal_eiou_loss, dict(gamma=0.0)),
-    'focal_eiou_gamma07': (IL.focal_eiou_loss, dict(gamma=0.7)),
-    'focal_eiou_detached': (IL.focal_eiou_loss, dict(detach_weight=True)),
-}
+# every configuration of the IoU-family fast path (shared with the fast == plain tests)
+IOU_LOSSES = LOSSES
 
 # (pred, target) rows: finite pairs, then NaN and Inf coordinates in either box
 _FINITE_ROWS = [([0, 0, 10, 10], [1, 1, 9, 9]), ([0, 0, 4, 4], [2, 1, 7, 3]),
