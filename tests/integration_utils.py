@@ -15,6 +15,20 @@ RETINANET = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
 FASTER_RCNN = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
 
 
+def two_box_sample(size: int = 64):
+    """A ``DetDataSample`` of a ``size`` x ``size`` image with two ground-truth boxes
+    (classes 0 and 3), for one training step of a detector."""
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    sample = DetDataSample(metainfo=dict(img_shape=(size, size), ori_shape=(size, size),
+                                         pad_shape=(size, size), scale_factor=(1.0, 1.0),
+                                         batch_input_shape=(size, size)))
+    sample.gt_instances = InstanceData(
+        bboxes=torch.tensor([[4.0, 6.0, 30.0, 40.0], [20.0, 20.0, 60.0, 44.0]]),
+        labels=torch.tensor([0, 3]))
+    return sample
+
+
 def write_config(tmp_path: Path, base: str, body: str, name: str = 'cfg.py') -> Path:
     """A user's config file: inherit ``base``, import the plugin, apply ``body``."""
     text = (f"_base_ = '{base}'\n"

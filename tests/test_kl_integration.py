@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from _tools_helpers import REPO
+from integration_utils import two_box_sample
 
 pytestmark = pytest.mark.integration
 
@@ -18,19 +19,6 @@ COCO_DIR = osp.join(REPO, 'configs', 'coco', 'faster_rcnn')
 KL = osp.join(QUICK_DIR, 'faster-rcnn_r18-slim_kl_synthetic.py')
 KL_VOTE = osp.join(QUICK_DIR, 'faster-rcnn_r18-slim_kl-varvote_synthetic.py')
 SMOOTH_L1 = osp.join(QUICK_DIR, 'faster-rcnn_r18-slim_smoothl1_synthetic.py')
-
-
-def _sample(size=64):
-    from mmengine.structures import InstanceData
-    from mmdet.structures import DetDataSample
-
-    sample = DetDataSample(metainfo=dict(img_shape=(size, size), ori_shape=(size, size),
-                                         pad_shape=(size, size), scale_factor=(1.0, 1.0),
-                                         batch_input_shape=(size, size)))
-    sample.gt_instances = InstanceData(
-        bboxes=torch.tensor([[4.0, 6.0, 30.0, 40.0], [20.0, 20.0, 60.0, 44.0]]),
-        labels=torch.tensor([0, 3]))
-    return sample
 
 
 def _build(path, **test_cfg):
@@ -217,7 +205,7 @@ def test_quickstart_kl_trains_and_predicts_with_std(voting):
     torch.manual_seed(0)
     inputs = torch.randn(1, 3, 64, 64)
     for _ in range(3):
-        losses = model.loss(inputs, [_sample()])
+        losses = model.loss(inputs, [two_box_sample()])
         total, log_vars = model.parse_losses(losses)
         assert torch.isfinite(total) and losses['loss_bbox'] > 0
         optim.zero_grad()
@@ -232,7 +220,7 @@ def test_quickstart_kl_trains_and_predicts_with_std(voting):
         kwargs['avg_factor'] > pred.shape[0]     # number of sampled RoIs, not positives
     model.eval()
     with torch.no_grad():
-        out = model.predict(inputs, [_sample()])
+        out = model.predict(inputs, [two_box_sample()])
     pred = out[0].pred_instances
     assert len(pred.bboxes) > 0
     assert pred.bboxes_std.shape == pred.bboxes.shape

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from _tools_helpers import REPO
+from integration_utils import two_box_sample
 
 QUICK_DIR = osp.join(REPO, 'configs', 'quickstart')
 EXPECTED = {'ce': 'CrossEntropyLoss', 'focal': 'FocalLoss', 'anchor-loss': 'AnchorLoss',
@@ -73,11 +74,9 @@ def _softmax_reference(tag, score, labels, weight, avg_factor):
 def test_quickstart_softmax_config_builds_trains_and_predicts(path):
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
-    from mmengine.structures import InstanceData
 
     import detloss_plugin  # noqa: F401
     from mmdet.registry import MODELS
-    from mmdet.structures import DetDataSample
 
     assert IMPORTS in open(path).read()
     cfg = Config.fromfile(path)
@@ -99,12 +98,7 @@ def test_quickstart_softmax_config_builds_trains_and_predicts(path):
     calls = []
     head.loss_cls.register_forward_hook(
         lambda mod, args, kwargs, out: calls.append((args, kwargs, out)), with_kwargs=True)
-    sample = DetDataSample(metainfo=dict(img_shape=(64, 64), ori_shape=(64, 64),
-                                         pad_shape=(64, 64), scale_factor=(1.0, 1.0),
-                                         batch_input_shape=(64, 64)))
-    sample.gt_instances = InstanceData(
-        bboxes=torch.tensor([[4.0, 6.0, 30.0, 40.0], [20.0, 20.0, 60.0, 44.0]]),
-        labels=torch.tensor([0, 3]))
+    sample = two_box_sample()
     model.train()
     losses = model.loss(torch.randn(1, 3, 64, 64), [sample])
     total, _ = model.parse_losses(losses)

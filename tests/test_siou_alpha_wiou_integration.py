@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from _tools_helpers import REPO
-from integration_utils import FASTER_RCNN, RETINANET, predict, train_and_predict
+from integration_utils import FASTER_RCNN, RETINANET, predict, train_and_predict, two_box_sample
 from test_integration_regression import (SLIM_FASTER_RCNN, SLIM_FASTER_RCNN_HEAD,
                                          SLIM_FASTER_RCNN_ROI, SLIM_RETINANET,
                                          SLIM_RETINANET_HEAD)
@@ -106,10 +106,8 @@ QUICK = {'siou': 'SIoULoss', 'alpha-iou': 'AlphaIoULoss', 'wiou': 'WIoULoss',
 @pytest.mark.parametrize('tag', sorted(QUICK))
 def test_quickstart_config_trains_one_step(tag):
     from mmdet.registry import MODELS
-    from mmdet.structures import DetDataSample
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
-    from mmengine.structures import InstanceData
 
     import detloss_plugin  # noqa: F401
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'quickstart',
@@ -122,12 +120,7 @@ def test_quickstart_config_trains_one_step(tag):
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
     model.init_weights()
-    sample = DetDataSample(metainfo=dict(img_shape=(64, 64), ori_shape=(64, 64),
-                                         pad_shape=(64, 64), scale_factor=(1.0, 1.0),
-                                         batch_input_shape=(64, 64)))
-    sample.gt_instances = InstanceData(
-        bboxes=torch.tensor([[4.0, 6.0, 30.0, 40.0], [20.0, 20.0, 60.0, 44.0]]),
-        labels=torch.tensor([0, 3]))
+    sample = two_box_sample()
     losses = model.loss(torch.randn(1, 3, 64, 64), [sample])
     total, _ = model.parse_losses(losses)
     assert torch.isfinite(total) and sum(losses['loss_bbox']) > 0

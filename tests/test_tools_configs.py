@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from _tools_helpers import REPO
+from integration_utils import two_box_sample
 
 IOU_TAGS = ('iou', 'giou', 'diou', 'ciou', 'efficient-iou', 'focal-eiou')
 EXPECTED_LOSS = {'iou': 'IoULoss', 'giou': 'GIoULoss', 'diou': 'DIoULoss',
@@ -41,8 +42,6 @@ def test_quickstart_config_builds_and_trains_one_step(path):
 
     import detloss_plugin  # noqa: F401
     from mmdet.registry import MODELS
-    from mmdet.structures import DetDataSample
-    from mmengine.structures import InstanceData
 
     cfg = Config.fromfile(path)
     assert cfg.custom_imports.imports == ['detloss_plugin']
@@ -60,12 +59,7 @@ def test_quickstart_config_builds_and_trains_one_step(path):
     model.init_weights()
     assert type(model.bbox_head.loss_bbox).__module__.startswith('detloss_plugin')
     # one training step on a 64x64 image with two boxes
-    sample = DetDataSample(metainfo=dict(img_shape=(64, 64), ori_shape=(64, 64),
-                                         pad_shape=(64, 64), scale_factor=(1.0, 1.0),
-                                         batch_input_shape=(64, 64)))
-    sample.gt_instances = InstanceData(
-        bboxes=torch.tensor([[4.0, 6.0, 30.0, 40.0], [20.0, 20.0, 60.0, 44.0]]),
-        labels=torch.tensor([0, 3]))
+    sample = two_box_sample()
     losses = model.loss(torch.randn(1, 3, 64, 64), [sample])
     total, _ = model.parse_losses(losses)
     assert torch.isfinite(total)
