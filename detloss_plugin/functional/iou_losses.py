@@ -123,10 +123,12 @@ def ciou_loss(pred: Tensor, target: Tensor, eps: float = 1e-7, alpha_gate: bool 
     g = box_pair_geometry(pred, target, eps, enclosing=True, centers=True)
     diag_sq = g.enclose_w.square() + g.enclose_h.square() + eps
     v = _aspect_term(g, authors_gradient, eps)
-    with torch.no_grad():  # alpha is a weight, not differentiated (paper, Sec. 4.2)
-        alpha = v / (1 - g.iou + v + eps)
-        if alpha_gate:
-            alpha = alpha * (g.iou > 0.5)
+    # alpha is a weight, not differentiated (paper, Sec. 4.2); detached rather than
+    # computed under no_grad, which would not stop forward-mode AD
+    v_, iou_ = v.detach(), g.iou.detach()
+    alpha = v_ / (1 - iou_ + v_ + eps)
+    if alpha_gate:
+        alpha = alpha * (iou_ > 0.5)
     return (1 - g.iou + g.center_dist_sq / diag_sq + alpha * v).to(dtype)
 
 
