@@ -59,10 +59,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 from torch import Tensor
 
-try:
-    import detloss_plugin  # noqa: F401
-except ImportError:  # running from a checkout without `pip install -e .`
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import detloss_plugin  # noqa: F401
 
 from detloss_plugin import functional as F  # noqa: E402
 from detloss_plugin.functional import box_pair_geometry  # noqa: E402
