@@ -98,6 +98,18 @@ def _check_nms_args(boxes: Tensor, scores: Tensor, iou_threshold: float, beta: f
     check_positive('beta', beta)
     check_choice('offset', offset, (0, 1))
     check_choice('backend', backend, NMS_BACKENDS)
+    if backend == 'c':
+        _check_kernel_input(boxes)
+
+
+def _check_kernel_input(boxes: Tensor) -> None:
+    """What the C kernel reads: CPU boxes of float32 or half precision (converted to
+    contiguous float32 by :func:`_kernel_boxes`)."""
+    if boxes.device.type != 'cpu':
+        raise ValueError(f"backend='c' needs CPU tensors, got boxes on {boxes.device}")
+    if boxes.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"backend='c' needs float32 or half-precision boxes (float64 "
+                         f"would be rounded), got {boxes.dtype}")
 
 
 def _pair_parts(boxes: Tensor, offset: float):
@@ -174,12 +186,8 @@ def _torch_nms_sorted(boxes: Tensor, iou_threshold: float, beta: float, offset: 
 
 def _kernel_boxes(boxes: Tensor) -> Tensor:
     """The boxes as the C kernel reads them: a CPU ``Tensor[N, 4]`` of contiguous
-    float32 (half precision converted, other devices refused)."""
-    if boxes.device.type != 'cpu':
-        raise ValueError(f"backend='c' needs CPU tensors, got boxes on {boxes.device}")
-    if boxes.dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise ValueError(f"backend='c' needs float32 or half-precision boxes (float64 "
-                         f"would be rounded), got {boxes.dtype}")
+    float32 (half precision converted, other devices and float64 refused)."""
+    _check_kernel_input(boxes)
     return boxes.detach().to(torch.float32).contiguous()
 
 
@@ -201,8 +209,6 @@ def _kernel_for(boxes: Tensor, backend: str):
     if backend == 'torch':
         return None
     usable = boxes.device.type == 'cpu' and boxes.dtype != torch.float64
-    if backend == 'c' and not usable:
-        _kernel_boxes(boxes)  # raises, naming what is wrong
     kernel = NMS_KERNEL.load() if usable else None
     if backend == 'c' and kernel is None:
         raise RuntimeError("backend='c': the C DIoU-NMS kernel could not be built")
