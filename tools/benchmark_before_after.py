@@ -17,7 +17,9 @@ Cases: GIoU and gated CIoU on 2^16 box pairs (a per-box weight, ``avg_factor``,
 momentum 0.75) on 2^14 anchors x 80 classes; then one iteration (forward with the
 losses, backward, SGD step at learning rate 0) of the quick-start RetinaNet
 (``configs/quickstart/_base_/retinanet_r18-slim_synthetic.py``: 16 images of 128 x 128
-px, 4 classes, 3 boxes each) with loss_bbox / loss_cls swapped.
+px, 4 classes, 3 boxes each) with loss_bbox / loss_cls swapped; the detloss and the mmdet
+model alternate step by step, and ``detloss / mmdet (paired)`` is the median of the
+ratios of neighbouring steps, which cancels most of the machine's drift.
 """
 import argparse
 import json
@@ -159,6 +161,7 @@ def _measure_train_steps(out, checkout, steps):
     batch = demo_mm_inputs(batch_size=16, image_shapes=[(3, 128, 128)] * 16,
                            num_items=[3] * 16, num_classes=4, with_mask=False)
     for name, variants in TRAIN_CASES.items():
+        steps_of = {}
         for contender, head in zip(('detloss', 'mmdet'), variants):
             model_cfg = cfg.model.copy()
             model_cfg.bbox_head = dict(cfg.model.bbox_head, **head)
@@ -168,7 +171,7 @@ def _measure_train_steps(out, checkout, steps):
             model.train()
             optim = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9)
 
-            def step():
+            def step(model=model, optim=optim):
                 data = model.data_preprocessor(batch, True)
                 total, _ = model.parse_losses(model(**data, mode='loss'))
                 optim.zero_grad()
@@ -176,12 +179,18 @@ def _measure_train_steps(out, checkout, steps):
                 optim.step()
             for _ in range(2):
                 step()
-            times = []
-            for _ in range(steps):
+            steps_of[contender] = step
+        # the two models alternate step by step: each pair of steps sees the same load
+        times = {c: [] for c in steps_of}
+        for _ in range(steps):
+            for contender, step in steps_of.items():
                 t0 = time.perf_counter()
                 step()
-                times.append(time.perf_counter() - t0)
-            out[f'train step | {name} | {contender}'] = statistics.median(times)
+                times[contender].append(time.perf_counter() - t0)
+        for contender, ts in times.items():
+            out[f'train step | {name} | {contender}'] = statistics.median(ts)
+        out[f'train step | {name} | detloss / mmdet (paired)'] = statistics.median(
+            d / m for d, m in zip(times['detloss'], times['mmdet']))
 
 
 def worker(checkout, what, min_run_time, steps):
@@ -215,7 +224,9 @@ def _run_worker(checkout, args):
     return json.loads(lines[-1][len('RESULT '):])
 
 
-def _fmt(v):
+def _fmt(v, ratio=False):
+    if isinstance(v, float) and ratio:
+        return f'{v:.3f}'
     if isinstance(v, float):
         return f'{v * 1e3:.1f} ms' if v < 1 else f'{v:.2f} s'
     return v
@@ -229,7 +240,8 @@ def main(argv=None):
     parser.add_argument('--what', nargs='+', default=['losses', 'train'],
                         choices=['losses', 'train'])
     parser.add_argument('--min-run-time', type=float, default=0.5)
-    parser.add_argument('--steps', type=int, default=5, help='timed training steps per round')
+    parser.add_argument('--steps', type=int, default=8,
+                        help='timed training steps per contender and round')
     parser.add_argument('--out', default=None)
     parser.add_argument('--worker', default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -257,7 +269,9 @@ def main(argv=None):
         what, case, contender = key.split(' | ')
         b, a = cells.get('before'), cells.get('after')
         ratio = f'{a / b:.2f}' if isinstance(a, float) and isinstance(b, float) else '—'
-        lines.append(f'| {what} | {case} | {contender} | {_fmt(b)} | {_fmt(a)} | {ratio} |')
+        paired = '/' in contender
+        lines.append(f'| {what} | {case} | {contender} | {_fmt(b, paired)} | {_fmt(a, paired)} '
+                     f'| {ratio} |')
     load1 = [la[0] for la in loads]
     lines.append('')
     lines.append(f'load average (1 min) during the run: {min(load1):.1f} to {max(load1):.1f}; '
