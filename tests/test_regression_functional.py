@@ -10,13 +10,11 @@ import pytest
 import torch
 from torch.autograd import gradcheck
 
-import detloss_plugin.functional as DF
-from detloss_plugin.functional import focal_l1_loss, l1_loss, mse_loss, smooth_l1_loss
+from detloss_plugin.functional import (ciou_loss, diou_loss, eiou_loss, focal_eiou_loss,
+                                       focal_l1_loss, giou_loss, iou_loss, l1_loss, mse_loss,
+                                       smooth_l1_loss)
 
 F64 = torch.float64
-
-from detloss_plugin.functional import (ciou_loss, diou_loss, eiou_loss, focal_eiou_loss,
-                                       giou_loss, iou_loss)
 
 K = 4 / math.pi ** 2  # the factor of CIoU's aspect-ratio term v
 
