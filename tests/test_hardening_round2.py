@@ -77,7 +77,6 @@ FUNCTIONAL_OPTIONS = {
     'smooth_l1 beta': ('beta', lambda v: F.smooth_l1_loss(BOXES, TARGETS, beta=v)),
     'focal_l1 alpha': ('alpha', lambda v: F.focal_l1_loss(BOXES, TARGETS, alpha=v)),
     'focal_eiou gamma': ('gamma', lambda v: F.focal_eiou_loss(BOXES, TARGETS, gamma=v)),
-    'giou eps': ('eps', lambda v: F.giou_loss(BOXES, TARGETS, eps=v)),
 }
 
 
@@ -93,6 +92,7 @@ MODULE_OPTIONS = [
     ('KLLoss', 'beta'), ('SIoULoss', 'theta'), ('AlphaIoULoss', 'alpha'),
     ('WIoULoss', 'alpha'), ('WIoULoss', 'delta'), ('WIoULoss', 'gamma'),
     ('WIoULoss', 'momentum'), ('WIoULoss', 'eps'), ('FocalEIoULoss', 'gamma'),
+    ('GIoULoss', 'eps'), ('SmoothL1Loss', 'beta'),
 ]
 
 
@@ -219,8 +219,8 @@ def test_kl_head_loss_without_rois_is_zero_like_mmdets_head(agnostic):
     ours = head.loss(cls_score, bbox_pred, *args)
     theirs = stock.loss(stock_cls, stock_pred, *args)
     assert ours['loss_bbox'].item() == theirs['loss_bbox'].item() == 0.0
-    assert ours['loss_cls'].item() == theirs['loss_cls'].item()
     assert ours['log_var'].item() == 0.0
+    assert set(ours) == set(theirs) | {'log_var'}   # mmdet skips loss_cls for 0 RoIs
     ours['loss_bbox'].backward()   # graph connected
     assert head.fc_log_var.weight.grad is not None
 
@@ -313,9 +313,11 @@ def test_weighted_cluster_nms_refuses_negative_scores():
     boxes = torch.tensor([[0., 0, 10, 10], [1, 0, 11, 10]])
     with pytest.raises(ValueError, match='scores'):
         F.weighted_cluster_diou_nms(boxes, torch.tensor([0.9, -0.5]), 0.95, weight_threshold=0.5)
+    # a zero score is allowed: that box adds nothing to the average (both boxes are kept:
+    # DIoU 0.818 - 0.0017 < 0.95; the second box's own cluster weighs 0: it stays)
     keep, merged = F.weighted_cluster_diou_nms(boxes, torch.tensor([0.9, 0.0]), 0.95,
                                                weight_threshold=0.5)
-    assert keep.tolist() == [0] and torch.equal(merged, boxes[:1])
+    assert keep.tolist() == [0, 1] and torch.equal(merged, boxes)
 
 
 # ------------------------------------------------------------------------ Wise-IoU
