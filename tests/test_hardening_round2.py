@@ -157,7 +157,8 @@ def test_var_voting_infinite_variances_give_finite_boxes():
 def test_var_voting_infinite_variance_gradient_is_finite():
     boxes = TWO_BOXES.to(F64).requires_grad_()
     variances = torch.full((2, 4), INF, dtype=F64)
-    F.var_voting(boxes, TWO_SCORES.to(F64), variances, torch.tensor([0]))[:, :4].sum().backward()
+    dets = F.var_voting(boxes, TWO_SCORES.to(F64), variances, torch.tensor([0]))
+    dets[:, :4].sum().backward()
     assert torch.isfinite(boxes.grad).all()
 
 
@@ -255,7 +256,8 @@ def test_kl_head_var_voting_true_is_the_default_sigma():
     for disabled in (False, None):
         got = _predict(head, dict(var_voting=disabled))
         assert torch.equal(got.bboxes, off.bboxes)
-    assert not torch.equal(off.bboxes, _predict(head, dict(var_voting=dict(sigma_t=1.0))).bboxes)
+    wide = _predict(head, dict(var_voting=dict(sigma_t=1.0)))
+    assert not torch.equal(off.bboxes, wide.bboxes)
 
 
 def test_kl_head_var_voting_names_unknown_keys_and_bad_values():
@@ -291,8 +293,8 @@ def test_cluster_nms_through_batched_nms_refuses_negative_threshold():
                                       split_thr=split_thr))
         assert keep.tolist() == [0, 1]   # identical boxes of two classes: both kept
         with pytest.raises(ValueError, match='iou_threshold'):
-            batched_nms(boxes, scores, labels, dict(type='cluster_diou_nms', split_thr=split_thr,
-                                                    iou_threshold=-0.5))
+            batched_nms(boxes, scores, labels, dict(type='cluster_diou_nms',
+                                                    iou_threshold=-0.5, split_thr=split_thr))
 
 
 @pytest.mark.parametrize('value', NON_FINITE, ids=['nan', 'inf', '-inf'])
@@ -308,11 +310,12 @@ def test_cluster_nms_adapter_refuses_non_finite_options(value):
 
 
 def test_weighted_cluster_nms_refuses_negative_scores():
-    # with s = (0.9, -0.5) the merged x1 would be (0.9 * 0 - 0.5 * 0.9 * 1) / (0.9 - 0.45)
-    # = -1, outside [0, 1], the hull of the two boxes
+    # IoU 90 / 110 = 9/11; with s = (0.9, -0.5) the merged x1 would be
+    # (0.9 * 0 - 0.5 * 9/11 * 1) / (0.9 - 0.5 * 9/11) = -0.83, outside [0, 1], the hull
     boxes = torch.tensor([[0., 0, 10, 10], [1, 0, 11, 10]])
     with pytest.raises(ValueError, match='scores'):
-        F.weighted_cluster_diou_nms(boxes, torch.tensor([0.9, -0.5]), 0.95, weight_threshold=0.5)
+        F.weighted_cluster_diou_nms(boxes, torch.tensor([0.9, -0.5]), 0.95,
+                                    weight_threshold=0.5)
     # a zero score is allowed: that box adds nothing to the average (both boxes are kept:
     # DIoU 0.818 - 0.0017 < 0.95; the second box's own cluster weighs 0: it stays)
     keep, merged = F.weighted_cluster_diou_nms(boxes, torch.tensor([0.9, 0.0]), 0.95,

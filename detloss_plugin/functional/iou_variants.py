@@ -212,10 +212,9 @@ def wiou_loss(pred: Tensor, target: Tensor, version: str = 'v3',
             is clamped at ``eps`` (a mean that underflowed to 0), and a negative or NaN
             tensor makes the loss NaN.
         alpha, delta: v3's focusing parameters, finite and > 0. Defaults 1.9 and
-            3.0: the paper's
-            (Sec. 4, with YOLOv7 on MS-COCO) and the reference's ``v1`` branch. The
-            reference's later code uses other values: 1.6 / 2.5, then 1.5 / 3.4, and
-            1.7 / 2.7 in its current ``IouLoss`` (December 2023).
+            3.0: the paper's (Sec. 4, with YOLOv7 on MS-COCO) and the reference's ``v1``
+            branch. The reference's later code uses other values: 1.6 / 2.5, then
+            1.5 / 3.4, and 1.7 / 2.7 in its current ``IouLoss`` (December 2023).
         gamma: v2's exponent, finite and > 0 (0.5: the reference's ``sqrt``).
         eps: added to the union and to :math:`C_w^2 + C_h^2`.
 

@@ -151,10 +151,9 @@ class KLBBoxHead(Shared2FCBBoxHead):
     Args:
         log_var_init_std: standard deviation (a finite number >= 0) of the Gaussian
             that initialises the weights of ``fc_log_var`` (bias 0): 1e-4, the paper's
-            and the reference's
-            (``gauss_fill(0.0001)``), so that alpha starts near 0 and the loss near
-            Smooth L1. Applied at construction and, when ``init_cfg`` is None, again by
-            ``init_weights``.
+            and the reference's (``gauss_fill(0.0001)``), so that alpha starts near 0
+            and the loss near Smooth L1. Applied at construction and, when
+            ``init_cfg`` is None, again by ``init_weights``.
         loss_bbox: must build a :class:`~detloss_plugin.KLLoss`.
         Other arguments: as ``Shared2FCBBoxHead``. ``reg_decoded_bbox`` must be False
         (the loss is on encoded deltas) and ``bbox_coder`` a ``DeltaXYWHBBoxCoder``.
