@@ -131,7 +131,10 @@ CASES = [
          dict(authors_gradient=True), note='no peer implements this gradient'),
     case('eiou (Efficient-IoU)', 'EfficientIoULoss', 'eiou_loss', 'eiou',
          note="no peer: mmdet's EIoULoss is the Extended-IoU loss"),
-    case('focal_eiou', 'FocalEIoULoss', 'focal_eiou_loss', 'focal_eiou', note='no peer'),
+    # the paper's differentiated weight in every contender (the module defaults to the
+    # detached one)
+    case('focal_eiou', 'FocalEIoULoss', 'focal_eiou_loss', 'focal_eiou',
+         dict(detach_weight=False), note='no peer'),
 ]
 
 _EXTRAS: dict = {}
