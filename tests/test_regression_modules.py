@@ -34,7 +34,10 @@ CASES = {
     'CIoULoss_eps': (lambda **k: CIoULoss(eps=1e-3, **k),
                      lambda p, t: ciou_loss(p, t, eps=1e-3), True),
     'EfficientIoULoss': (EfficientIoULoss, eiou_loss, True),
-    'FocalEIoULoss': (FocalEIoULoss, focal_eiou_loss, True),
+    'FocalEIoULoss': (FocalEIoULoss, lambda p, t: focal_eiou_loss(p, t, detach_weight=True),
+                      True),
+    'FocalEIoULoss_paper': (lambda **k: FocalEIoULoss(detach_weight=False, **k),
+                            focal_eiou_loss, True),
     'FocalEIoULoss_gamma2_detach': (
         lambda **k: FocalEIoULoss(gamma=2.0, detach_weight=True, **k),
         lambda p, t: focal_eiou_loss(p, t, gamma=2.0, detach_weight=True), True),
@@ -262,7 +265,7 @@ def test_bad_options():
 def test_defaults():
     assert IoULoss().mode == 'linear'
     assert CIoULoss().alpha_gate is False and CIoULoss().authors_gradient is False
-    assert FocalEIoULoss().gamma == 0.5 and FocalEIoULoss().detach_weight is False
+    assert FocalEIoULoss().gamma == 0.5 and FocalEIoULoss().detach_weight is True
     assert SmoothL1Loss().beta == 1.0
     assert FocalL1Loss().beta == pytest.approx(math.exp(-1)) and FocalL1Loss().alpha is None
     for cls in CLASSES:

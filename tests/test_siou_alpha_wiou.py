@@ -366,7 +366,8 @@ FUNCS = {
     'wiou_v1': lambda p, t: wiou_loss(p, t, 'v1'),
     'wiou_v2': lambda p, t: wiou_loss(p, t, 'v2', iou_mean=0.5),
     'wiou_v3': lambda p, t: wiou_loss(p, t, iou_mean=0.5),
-    'wiou_v3_zero_mean': lambda p, t: wiou_loss(p, t, iou_mean=0.0),
+    # a tensor mean that underflowed to 0 is clamped at eps (a float 0 is refused)
+    'wiou_v3_zero_mean': lambda p, t: wiou_loss(p, t, iou_mean=torch.tensor(0.0)),
 }
 
 

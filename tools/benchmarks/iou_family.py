@@ -103,7 +103,8 @@ CASES = [
          note='no peer implements this gradient'),
     case('eiou (Efficient-IoU)', 'EfficientIoULoss',
          note="no peer: mmdet's EIoULoss is the Extended-IoU loss"),
-    case('focal_eiou', 'FocalEIoULoss', note='no peer'),
+    # the paper's differentiated weight (the module defaults to the detached one)
+    case('focal_eiou', 'FocalEIoULoss', dict(detach_weight=False), note='no peer'),
 ]
 
 _EXTRAS: dict = {}

@@ -107,9 +107,19 @@ class EfficientIoULoss(_BoxLoss):
 @MODELS.register_module()
 class FocalEIoULoss(_BoxLoss):
     """Focal-EIoU loss IoU^gamma * L_EIoU, gamma = 0.5; see
-    :func:`detloss_plugin.functional.focal_eiou_loss`."""
+    :func:`detloss_plugin.functional.focal_eiou_loss`.
 
-    def __init__(self, gamma: float = 0.5, detach_weight: bool = False, **kwargs) -> None:
+    Args:
+        gamma: the weight's exponent, a finite number >= 0 (0.5, the paper's).
+        detach_weight: stop the gradient through the weight IoU^gamma (default True,
+            the form that trains). ``False`` is the paper's formula differentiated as
+            written (the functional's default): the term ``L_EIoU * d(IoU^gamma)`` pushes
+            the IoU *down* (a smaller weight lowers the loss), and on the quick-start
+            RetinaNet that form drove the IoU to 0 (mAP 0.000, against 0.489 detached).
+            The value is the same either way.
+    """
+
+    def __init__(self, gamma: float = 0.5, detach_weight: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
         check_positive('gamma', gamma, allow_zero=True)
         self.gamma = gamma
@@ -164,11 +174,15 @@ class WIoULoss(_BoxLoss):
         gamma: v2's exponent (0.5).
         momentum: of the running mean of 1 - IoU (0.01, the reference's current code;
             see :func:`detloss_plugin.functional.wiou_running_mean` for the paper's rule).
-        sync: average the running mean's batch statistic over ranks (below).
+        sync: ``True`` or ``False`` (a bool, nothing else): average the running
+            mean's batch statistic over ranks (below).
 
     State. The running mean :math:`\\overline{L_{IoU}}` is the buffer ``iou_mean``
-    (0-d float32, starts at 1.0 as in the reference): it is in ``state_dict()``, so
-    mmengine's checkpoints save it and ``--resume`` / ``load_from`` restore it. In
+    (0-d float32, starts at 1.0 as in the reference; it stays float32 when the module is
+    cast to half precision, whose resolution would swallow small updates): it is in
+    ``state_dict()``, so mmengine's checkpoints save it and ``--resume`` /
+    ``load_from`` restore it. A box with a NaN or Inf coordinate does not enter it (its
+    own loss is NaN, the mean stays finite). In
     training mode (``module.train()``) each call first updates it with the mean of
     1 - IoU over the boxes with a positive weight (all boxes without ``weight``), then
     scales the loss with the updated value, as the reference does; in eval mode it is
@@ -204,11 +218,22 @@ class WIoULoss(_BoxLoss):
         check_positive('momentum', momentum)
         if momentum > 1:
             raise ValueError(f'momentum must be in (0, 1], got {momentum}')
+        if not isinstance(sync, bool):
+            raise TypeError(f'sync must be True or False, got {type(sync).__name__} {sync!r}')
         self.version = version
         self.alpha, self.delta, self.gamma = float(alpha), float(delta), float(gamma)
         self.momentum = float(momentum)
-        self.sync = bool(sync)
+        self.sync = sync
         self.register_buffer('iou_mean', torch.tensor(1.0))
+
+    def _apply(self, fn, *args, **kwargs):
+        # .half() / .to(float16) would round the running mean to float16, whose spacing
+        # below 1 (4.9e-4) swallows updates of momentum * (mean - batch mean): keep it
+        # float32 (or wider)
+        super()._apply(fn, *args, **kwargs)
+        if self.iou_mean.dtype in (torch.float16, torch.bfloat16):
+            self.iou_mean = self.iou_mean.float()
+        return self
 
     def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
                 avg_factor: Optional[Union[float, Tensor]] = None,
