@@ -95,7 +95,7 @@ CASES.update({
     'IoULoss': [(dict(mode='linear'), boxes_contract, ()), (dict(mode='log'), boxes_contract, ())],
     'CIoULoss': [({}, boxes_contract, ()), (dict(alpha_gate=True, authors_gradient=True),
                                             boxes_contract, ())],
-    'FocalEIoULoss': [({}, boxes_contract, ()), (dict(detach_weight=True), boxes_contract, ())],
+    'FocalEIoULoss': [({}, boxes_contract, ()), (dict(detach_weight=False), boxes_contract, ())],
     'WIoULoss': [(dict(version=v), boxes_contract, ()) for v in ('v1', 'v2', 'v3')],
     'AlphaIoULoss': [(dict(base=b), boxes_contract, ()) for b in ('iou', 'ciou')],
     'GHMR': [(dict(momentum=0.75), deltas_contract, ())],

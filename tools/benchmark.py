@@ -57,7 +57,14 @@ def load_suite(name: str):
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except ModuleNotFoundError as err:
+        del sys.modules[module_name]
+        if err.name != 'tools':
+            raise
+        raise SystemExit('the suites import tools.benchmarks: run this from the repository '
+                         'root as python -m tools.benchmark ...') from err
     if not callable(getattr(module, 'run', None)):
         raise SystemExit(f'tools/benchmarks/{name}.py defines no run(args)')
     return module
