@@ -57,14 +57,7 @@ def load_suite(name: str):
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except ModuleNotFoundError as err:
-        del sys.modules[module_name]
-        if err.name != 'tools':
-            raise
-        raise SystemExit('the suites import tools.benchmarks: run this from the repository '
-                         'root as python -m tools.benchmark ...') from err
+    spec.loader.exec_module(module)
     if not callable(getattr(module, 'run', None)):
         raise SystemExit(f'tools/benchmarks/{name}.py defines no run(args)')
     return module
@@ -171,7 +164,13 @@ def main(argv=None) -> int:
         print('--device cuda: no CUDA device is available', file=sys.stderr)
         return 2
 
-    from tools.benchmarks._common import compare, ratio_lines
+    try:
+        from tools.benchmarks._common import compare, ratio_lines
+    except ModuleNotFoundError as err:
+        if err.name != 'tools':
+            raise
+        raise SystemExit('the suites import tools.benchmarks: run this from the repository '
+                         'root as python -m tools.benchmark ...') from err
     results = dict(machine=machine_info(), argv=argv, rest=rest, suites={})
     all_measurements = []
     for name in args.suite:
