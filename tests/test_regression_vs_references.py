@@ -148,15 +148,11 @@ TORCHVISION = {
     'diou': (tv_distance_box_iou_loss, diou_loss),
     'ciou': (tv_complete_box_iou_loss, ciou_loss),
 }
-# both implementations of the IoU family: the one-pass default and the plain autograd code
-PATHS = pytest.mark.parametrize('fast', [True, False], ids=['fast', 'plain'])
 
 
-@PATHS
 @pytest.mark.parametrize('name', sorted(TORCHVISION))
-def test_equals_torchvision_formula(name, fast):
-    tv, fn = TORCHVISION[name]
-    ours = lambda p, t: fn(p, t, fast=fast)  # noqa: E731
+def test_equals_torchvision_formula(name):
+    tv, ours = TORCHVISION[name]
     pred, target = pairs(40, 0, disjoint=10)
     v_tv, gp_tv, gt_tv = _value_and_grad(tv, pred, target)
     v_us, gp_us, gt_us = _value_and_grad(ours, pred, target)
@@ -183,8 +179,7 @@ def test_torchvision_comparison_can_fail():
     assert (g_auth - g_tv).abs().max() > 1e-3
 
 
-@PATHS
-def test_torchvision_formula_half_precision(fast):
+def test_torchvision_formula_half_precision():
     """torchvision computes half inputs in float32 (and returns float32); detloss too,
     casting back: same numbers up to the output rounding."""
     pred, target = pairs(20, 1, disjoint=5)
@@ -193,7 +188,7 @@ def test_torchvision_formula_half_precision(fast):
         for name, (tv, ours) in TORCHVISION.items():
             want = tv(pred.to(dtype), target.to(dtype))
             assert want.dtype == torch.float32
-            got = ours(pred.to(dtype), target.to(dtype), fast=fast)
+            got = ours(pred.to(dtype), target.to(dtype))
             assert got.dtype == dtype
             torch.testing.assert_close(got.float(), want.to(dtype).float(), rtol=0, atol=0)
 
@@ -266,11 +261,10 @@ SLOW = {
 }
 
 
-@PATHS
 @pytest.mark.parametrize('name', sorted(SLOW))
-def test_equals_slow_reference(name, fast):
+def test_equals_slow_reference(name):
     opt, fn, kwargs = SLOW[name]
-    ours = lambda p, t: fn(p, t, fast=fast, **kwargs)  # noqa: E731
+    ours = lambda p, t: fn(p, t, **kwargs)  # noqa: E731
     base = name.split('_gate')[0].split('_authors')[0].split('_gamma')[0].split('_detach')[0]
     pred, target = pairs(60, 2, disjoint=15)
     # plus hand-picked pairs: nested, identical, touching edges, crossing

@@ -3,9 +3,9 @@
 against mmdet's ``SIoULoss`` and detloss's CIoU, and Cluster-DIoU-NMS against
 ``diou_nms`` (C and torch backends) and mmcv's ``nms`` at 1k and 10k boxes.
 
-    python tools/benchmarks/new_box_losses.py --threads 1          # standalone
-    python tools/benchmarks/new_box_losses.py --quick --threads 1  # smaller, shorter
-    python tools/benchmark.py --suite new_box_losses               # through the dispatcher
+    python -m tools.benchmarks.new_box_losses --threads 1          # standalone
+    python -m tools.benchmarks.new_box_losses --quick --threads 1  # smaller, shorter
+    python -m tools.benchmark --suite new_box_losses               # through the dispatcher
 
 Contract (HELPERS.md): ``run(args) -> list`` of ``torch.utils.benchmark`` Measurements
 (label / sub_label / description for ``Compare``), ``extras(args) -> dict`` for numbers
@@ -71,7 +71,7 @@ def _loss_contenders():
         'detloss AlphaIoULoss (ciou, 3)': lambda: AlphaIoULoss(),
         'detloss WIoULoss v3 (train)': lambda: WIoULoss().train(),
         'detloss WIoULoss v1': lambda: WIoULoss(version='v1'),
-        'detloss CIoULoss (fast path)': lambda: CIoULoss(),
+        'detloss CIoULoss': lambda: CIoULoss(),
     }
     try:
         from mmdet.models.losses import SIoULoss as MMSIoULoss
