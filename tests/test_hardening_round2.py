@@ -9,7 +9,7 @@ import functools
 import pytest
 import torch
 
-from detloss_plugin import functional as F
+from detloss_plugin import functional as dlf
 from detloss_plugin.functional import _checks
 
 F64 = torch.float64
@@ -48,35 +48,35 @@ TARGETS = torch.tensor([[0.5, 0, 4, 5], [1, 2, 6, 6]])
 
 
 def _vote(**kw):
-    return F.var_voting(TWO_BOXES, TWO_SCORES, torch.ones(2, 4), torch.tensor([0]), **kw)
+    return dlf.var_voting(TWO_BOXES, TWO_SCORES, torch.ones(2, 4), torch.tensor([0]), **kw)
 
 
 # (name of the option in the message, a call with that option set to the value)
 FUNCTIONAL_OPTIONS = {
-    'kl beta': ('beta', lambda v: F.kl_loss(BOXES, torch.zeros(2, 4), TARGETS, beta=v)),
+    'kl beta': ('beta', lambda v: dlf.kl_loss(BOXES, torch.zeros(2, 4), TARGETS, beta=v)),
     'var_voting sigma_t': ('sigma_t', lambda v: _vote(sigma_t=v)),
-    'siou theta': ('theta', lambda v: F.siou_loss(BOXES, TARGETS, theta=v)),
-    'siou eps': ('eps', lambda v: F.siou_loss(BOXES, TARGETS, eps=v)),
-    'alpha-iou alpha': ('alpha', lambda v: F.alpha_iou_loss(BOXES, TARGETS, alpha=v)),
-    'wiou alpha': ('alpha', lambda v: F.wiou_loss(BOXES, TARGETS, iou_mean=0.5, alpha=v)),
-    'wiou delta': ('delta', lambda v: F.wiou_loss(BOXES, TARGETS, iou_mean=0.5, delta=v)),
-    'wiou gamma': ('gamma', lambda v: F.wiou_loss(BOXES, TARGETS, 'v2', 0.5, gamma=v)),
-    'wiou iou_mean': ('iou_mean', lambda v: F.wiou_loss(BOXES, TARGETS, iou_mean=v)),
-    'wiou momentum': ('momentum', lambda v: F.wiou_running_mean(
+    'siou theta': ('theta', lambda v: dlf.siou_loss(BOXES, TARGETS, theta=v)),
+    'siou eps': ('eps', lambda v: dlf.siou_loss(BOXES, TARGETS, eps=v)),
+    'alpha-iou alpha': ('alpha', lambda v: dlf.alpha_iou_loss(BOXES, TARGETS, alpha=v)),
+    'wiou alpha': ('alpha', lambda v: dlf.wiou_loss(BOXES, TARGETS, iou_mean=0.5, alpha=v)),
+    'wiou delta': ('delta', lambda v: dlf.wiou_loss(BOXES, TARGETS, iou_mean=0.5, delta=v)),
+    'wiou gamma': ('gamma', lambda v: dlf.wiou_loss(BOXES, TARGETS, 'v2', 0.5, gamma=v)),
+    'wiou iou_mean': ('iou_mean', lambda v: dlf.wiou_loss(BOXES, TARGETS, iou_mean=v)),
+    'wiou momentum': ('momentum', lambda v: dlf.wiou_running_mean(
         BOXES, TARGETS, torch.tensor(1.0), momentum=v)),
-    'cluster iou_threshold': ('iou_threshold', lambda v: F.cluster_diou_nms(
+    'cluster iou_threshold': ('iou_threshold', lambda v: dlf.cluster_diou_nms(
         BOXES, TWO_SCORES, v)),
-    'cluster beta': ('beta', lambda v: F.cluster_diou_nms(BOXES, TWO_SCORES, 0.5, beta=v)),
-    'weighted iou_threshold': ('iou_threshold', lambda v: F.weighted_cluster_diou_nms(
+    'cluster beta': ('beta', lambda v: dlf.cluster_diou_nms(BOXES, TWO_SCORES, 0.5, beta=v)),
+    'weighted iou_threshold': ('iou_threshold', lambda v: dlf.weighted_cluster_diou_nms(
         BOXES, TWO_SCORES, v)),
-    'weighted beta': ('beta', lambda v: F.weighted_cluster_diou_nms(
+    'weighted beta': ('beta', lambda v: dlf.weighted_cluster_diou_nms(
         BOXES, TWO_SCORES, 0.5, beta=v)),
-    'weighted weight_threshold': ('weight_threshold', lambda v: F.weighted_cluster_diou_nms(
+    'weighted weight_threshold': ('weight_threshold', lambda v: dlf.weighted_cluster_diou_nms(
         BOXES, TWO_SCORES, 0.5, weight_threshold=v)),
     # the same shared check serves the other losses of the functional core
-    'smooth_l1 beta': ('beta', lambda v: F.smooth_l1_loss(BOXES, TARGETS, beta=v)),
-    'focal_l1 alpha': ('alpha', lambda v: F.focal_l1_loss(BOXES, TARGETS, alpha=v)),
-    'focal_eiou gamma': ('gamma', lambda v: F.focal_eiou_loss(BOXES, TARGETS, gamma=v)),
+    'smooth_l1 beta': ('beta', lambda v: dlf.smooth_l1_loss(BOXES, TARGETS, beta=v)),
+    'focal_l1 alpha': ('alpha', lambda v: dlf.focal_l1_loss(BOXES, TARGETS, alpha=v)),
+    'focal_eiou gamma': ('gamma', lambda v: dlf.focal_eiou_loss(BOXES, TARGETS, gamma=v)),
 }
 
 
@@ -116,7 +116,7 @@ def test_kl_exact_prediction_with_tiny_variance_is_finite(dtype, alpha, beta):
     t = torch.randn(3, 4, generator=torch.Generator().manual_seed(0)).to(dtype)
     pred = t.clone().requires_grad_()
     log_var = torch.full((3, 4), alpha, dtype=dtype, requires_grad=True)
-    loss = F.kl_loss(pred, log_var, t, beta=beta)
+    loss = dlf.kl_loss(pred, log_var, t, beta=beta)
     assert torch.equal(loss, torch.full_like(loss, alpha / 2))
     loss.sum().backward()
     assert torch.equal(log_var.grad, torch.full_like(log_var, 0.5))
@@ -129,7 +129,7 @@ def test_kl_nan_input_stays_nan():
     log_var[0, 1] = NAN
     pred = t.clone()
     pred[1, 2] = NAN
-    loss = F.kl_loss(pred, log_var, t)
+    loss = dlf.kl_loss(pred, log_var, t)
     assert torch.isnan(loss[0, 1]) and torch.isnan(loss[1, 2])
     assert torch.isnan(loss).sum() == 2
 
@@ -137,27 +137,27 @@ def test_kl_nan_input_stays_nan():
 # -------------------------------------------------------------------- var voting
 def test_var_voting_infinite_variances_give_finite_boxes():
     # every candidate infinitely uncertain: nothing to vote with, the kept box stays
-    dets = F.var_voting(TWO_BOXES, TWO_SCORES, torch.full((2, 4), INF), torch.tensor([0]))
+    dets = dlf.var_voting(TWO_BOXES, TWO_SCORES, torch.full((2, 4), INF), torch.tensor([0]))
     assert torch.equal(dets, torch.tensor([[0., 0, 10, 10, 0.9]]))
     # an infinitely uncertain candidate does not vote (weight 1 / sigma^2 = 0) ...
     variances = torch.ones(2, 4)
     variances[1] = INF
-    dets = F.var_voting(TWO_BOXES, TWO_SCORES, variances, torch.tensor([0]))
+    dets = dlf.var_voting(TWO_BOXES, TWO_SCORES, variances, torch.tensor([0]))
     assert torch.equal(dets[0, :4], TWO_BOXES[0])
     # ... also when it is the kept box: the finite candidate decides
-    dets = F.var_voting(TWO_BOXES, TWO_SCORES, variances.flip(0), torch.tensor([0]))
+    dets = dlf.var_voting(TWO_BOXES, TWO_SCORES, variances.flip(0), torch.tensor([0]))
     assert torch.allclose(dets[0, :4], TWO_BOXES[1])
     # per coordinate: only x1's variance is infinite everywhere
     variances = torch.ones(2, 4)
     variances[:, 0] = INF
-    dets = F.var_voting(TWO_BOXES, TWO_SCORES, variances, torch.tensor([0]))
+    dets = dlf.var_voting(TWO_BOXES, TWO_SCORES, variances, torch.tensor([0]))
     assert dets[0, 0] == 0 and torch.isfinite(dets).all() and dets[0, 1] > 0
 
 
 def test_var_voting_infinite_variance_gradient_is_finite():
     boxes = TWO_BOXES.to(F64).requires_grad_()
     variances = torch.full((2, 4), INF, dtype=F64)
-    dets = F.var_voting(boxes, TWO_SCORES.to(F64), variances, torch.tensor([0]))
+    dets = dlf.var_voting(boxes, TWO_SCORES.to(F64), variances, torch.tensor([0]))
     dets[:, :4].sum().backward()
     assert torch.isfinite(boxes.grad).all()
 
@@ -166,17 +166,17 @@ def test_var_voting_refuses_negative_variance_and_accepts_zero():
     variances = torch.ones(2, 4)
     variances[1, 2] = -1e-3
     with pytest.raises(ValueError, match='variances'):
-        F.var_voting(TWO_BOXES, TWO_SCORES, variances, torch.tensor([0]))
+        dlf.var_voting(TWO_BOXES, TWO_SCORES, variances, torch.tensor([0]))
     # zero (a standard deviation that underflowed): the certain candidate wins
     variances[1, 2] = 0.0
-    dets = F.var_voting(TWO_BOXES, TWO_SCORES, variances, torch.tensor([0]))
+    dets = dlf.var_voting(TWO_BOXES, TWO_SCORES, variances, torch.tensor([0]))
     assert dets[0, 2] == TWO_BOXES[1, 2]
 
 
 @pytest.mark.parametrize('keep', [[-1], [2], [0, 5]])
 def test_var_voting_refuses_out_of_range_keep(keep):
     with pytest.raises(ValueError, match='keep'):
-        F.var_voting(TWO_BOXES, TWO_SCORES, torch.ones(2, 4), torch.tensor(keep))
+        dlf.var_voting(TWO_BOXES, TWO_SCORES, torch.ones(2, 4), torch.tensor(keep))
 
 
 def test_var_voting_mixed_dtypes():
@@ -186,13 +186,13 @@ def test_var_voting_mixed_dtypes():
     variances = torch.rand(12, 4, generator=g, dtype=F64) + 0.1
     scores = torch.rand(12, generator=g, dtype=F64)
     keep = torch.tensor([0, 3, 7])
-    ref = F.var_voting(boxes.float().double(), scores, variances, keep, sigma_t=0.5)
-    got = F.var_voting(boxes.float(), scores.float(), variances, keep, sigma_t=0.5)
+    ref = dlf.var_voting(boxes.float().double(), scores, variances, keep, sigma_t=0.5)
+    got = dlf.var_voting(boxes.float(), scores.float(), variances, keep, sigma_t=0.5)
     assert got.dtype == torch.float32
     assert torch.allclose(got.double(), ref, atol=1e-5)
-    got = F.var_voting(boxes, scores, variances.float(), keep, sigma_t=0.5)
+    got = dlf.var_voting(boxes, scores, variances.float(), keep, sigma_t=0.5)
     assert got.dtype == F64
-    ref = F.var_voting(boxes, scores, variances.float().double(), keep, sigma_t=0.5)
+    ref = dlf.var_voting(boxes, scores, variances.float().double(), keep, sigma_t=0.5)
     assert torch.allclose(got, ref, rtol=1e-12)
 
 
@@ -314,11 +314,11 @@ def test_weighted_cluster_nms_refuses_negative_scores():
     # (0.9 * 0 - 0.5 * 9/11 * 1) / (0.9 - 0.5 * 9/11) = -0.83, outside [0, 1], the hull
     boxes = torch.tensor([[0., 0, 10, 10], [1, 0, 11, 10]])
     with pytest.raises(ValueError, match='scores'):
-        F.weighted_cluster_diou_nms(boxes, torch.tensor([0.9, -0.5]), 0.95,
+        dlf.weighted_cluster_diou_nms(boxes, torch.tensor([0.9, -0.5]), 0.95,
                                     weight_threshold=0.5)
     # a zero score is allowed: that box adds nothing to the average (both boxes are kept:
     # DIoU 0.818 - 0.0017 < 0.95; the second box's own cluster weighs 0: it stays)
-    keep, merged = F.weighted_cluster_diou_nms(boxes, torch.tensor([0.9, 0.0]), 0.95,
+    keep, merged = dlf.weighted_cluster_diou_nms(boxes, torch.tensor([0.9, 0.0]), 0.95,
                                                weight_threshold=0.5)
     assert keep.tolist() == [0, 1] and torch.equal(merged, boxes)
 
@@ -337,14 +337,14 @@ def _random_pairs(n, seed=0, dtype=torch.float32):
 def test_wiou_running_mean_skips_non_finite_boxes(bad):
     pred, target = _random_pairs(6)
     mean = torch.tensor(0.7)
-    clean = F.wiou_running_mean(pred[1:], target[1:], mean, momentum=0.2)
+    clean = dlf.wiou_running_mean(pred[1:], target[1:], mean, momentum=0.2)
     pred[0, 2] = bad
-    assert torch.equal(F.wiou_running_mean(pred, target, mean, momentum=0.2), clean)
+    assert torch.equal(dlf.wiou_running_mean(pred, target, mean, momentum=0.2), clean)
     target2 = target.clone()
     target2[0, 1] = bad                           # in the target instead
-    assert torch.equal(F.wiou_running_mean(pred.nan_to_num(0), target2, mean, momentum=0.2),
-                       F.wiou_running_mean(pred[1:], target[1:], mean, momentum=0.2))
-    only_bad = F.wiou_running_mean(pred[:1], target[:1], mean, momentum=0.2)
+    assert torch.equal(dlf.wiou_running_mean(pred.nan_to_num(0), target2, mean, momentum=0.2),
+                       dlf.wiou_running_mean(pred[1:], target[1:], mean, momentum=0.2))
+    only_bad = dlf.wiou_running_mean(pred[:1], target[:1], mean, momentum=0.2)
     assert torch.equal(only_bad, mean)            # nothing valid: unchanged
 
 
@@ -364,17 +364,17 @@ def test_wiou_module_survives_a_nan_box():
 @pytest.mark.parametrize('mean', [-0.3, 0.0, 0, NAN, INF])
 def test_wiou_loss_refuses_non_positive_mean(version, mean):
     with pytest.raises(ValueError, match='iou_mean'):
-        F.wiou_loss(BOXES, TARGETS, version, iou_mean=mean)
+        dlf.wiou_loss(BOXES, TARGETS, version, iou_mean=mean)
 
 
 def test_wiou_loss_negative_tensor_mean_gives_nan():
     """A tensor mean is not read on the host: a negative one shows as NaN, not as a
     plausible value; 0 (an underflowed mean) is clamped at eps as documented."""
     for version in ('v2', 'v3'):
-        assert torch.isnan(F.wiou_loss(BOXES, TARGETS, version, torch.tensor(-0.3))).all()
-        assert torch.isnan(F.wiou_loss(BOXES, TARGETS, version, torch.tensor(NAN))).all()
-        zero = F.wiou_loss(BOXES, TARGETS, version, torch.tensor(0.0))
-        assert torch.equal(zero, F.wiou_loss(BOXES, TARGETS, version, 1e-7))
+        assert torch.isnan(dlf.wiou_loss(BOXES, TARGETS, version, torch.tensor(-0.3))).all()
+        assert torch.isnan(dlf.wiou_loss(BOXES, TARGETS, version, torch.tensor(NAN))).all()
+        zero = dlf.wiou_loss(BOXES, TARGETS, version, torch.tensor(0.0))
+        assert torch.equal(zero, dlf.wiou_loss(BOXES, TARGETS, version, 1e-7))
 
 
 @pytest.mark.parametrize('sync', ['no', 1, 0, None])
@@ -409,7 +409,7 @@ def test_wiou_running_mean_keeps_float64():
     target = torch.tensor([[1e4, 1e4, 1e4 + 10, 1e4 + 10]], dtype=F64)
     inter, union = 100.0, 100.0 + 10 * 1e-4
     expected = 1 - inter / (union + 1e-7)                       # momentum 1: the batch mean
-    got = F.wiou_running_mean(pred, target, torch.tensor(1.0, dtype=F64), momentum=1.0)
+    got = dlf.wiou_running_mean(pred, target, torch.tensor(1.0, dtype=F64), momentum=1.0)
     assert got.dtype == F64
     assert got.item() == pytest.approx(expected, rel=1e-6)
 
@@ -425,9 +425,9 @@ def test_focal_eiou_module_detaches_the_weight_by_default():
     from detloss_plugin.models.losses import FocalEIoULoss
     assert FocalEIoULoss().detach_weight is True
     pred, target = _random_pairs(5, seed=4, dtype=F64)
-    detached = _focal_eiou_grad(pred, target, functools.partial(F.focal_eiou_loss,
+    detached = _focal_eiou_grad(pred, target, functools.partial(dlf.focal_eiou_loss,
                                                                 detach_weight=True))
-    paper = _focal_eiou_grad(pred, target, F.focal_eiou_loss)
+    paper = _focal_eiou_grad(pred, target, dlf.focal_eiou_loss)
     assert not torch.allclose(detached, paper)    # the two forms differ in gradient
     module = FocalEIoULoss(reduction='sum')
     torch.testing.assert_close(_focal_eiou_grad(pred, target, module), detached)
@@ -435,3 +435,32 @@ def test_focal_eiou_module_detaches_the_weight_by_default():
     torch.testing.assert_close(_focal_eiou_grad(pred, target, paper_module), paper)
     # and the same value
     torch.testing.assert_close(module(pred, target), paper_module(pred, target))
+
+
+# ---------------------------------------------------------------------------------------
+# Greedy DIoU-NMS and the classification alpha: NaN / Inf options are refused too
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize('threshold', [float('nan'), float('inf'), -float('inf')])
+def test_diou_nms_refuses_non_finite_threshold(threshold):
+    from detloss_plugin.functional import batched_diou_nms, diou_nms
+    boxes = torch.tensor([[0., 0, 10, 10], [1, 1, 11, 11]])
+    scores = torch.tensor([0.9, 0.8])
+    with pytest.raises(ValueError, match='iou_threshold'):
+        diou_nms(boxes, scores, threshold)
+    with pytest.raises(ValueError, match='iou_threshold'):
+        batched_diou_nms(boxes, scores, torch.zeros(2, dtype=torch.long), threshold)
+
+
+@pytest.mark.parametrize('score_threshold', [float('nan'), float('inf')])
+def test_diou_nms_mmcv_refuses_non_finite_score_threshold(score_threshold):
+    from detloss_plugin.ops import diou_nms_mmcv
+    boxes = torch.tensor([[0., 0, 10, 10], [1, 1, 11, 11]])
+    with pytest.raises(ValueError, match='score_threshold'):
+        diou_nms_mmcv(boxes, torch.tensor([0.9, 0.8]), 0.5, score_threshold=score_threshold)
+
+
+@pytest.mark.parametrize('alpha', [float('nan'), float('inf')])
+def test_softmax_focal_refuses_non_finite_alpha(alpha):
+    from detloss_plugin.functional import softmax_focal_loss
+    with pytest.raises(ValueError, match='alpha'):
+        softmax_focal_loss(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]), alpha=alpha)

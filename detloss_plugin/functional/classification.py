@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._checks import check_choice, check_positive, check_same_shape, check_tensor, upcast
+from ._checks import (check_choice, check_finite, check_positive, check_same_shape,
+                      check_tensor, upcast)
 
 __all__ = [
     'labels_to_one_hot', 'probs_to_logits',
@@ -161,6 +162,7 @@ def check_alpha(alpha: AlphaType, num_classes: Optional[int] = None, unit_interv
     if isinstance(alpha, bool):
         raise TypeError('alpha must be a number, a sequence of numbers or None, got bool')
     if isinstance(alpha, (int, float)):
+        check_finite('alpha', alpha)
         if alpha == -1 or (0 <= alpha <= 1 if unit_interval else alpha >= 0):
             return
         allowed = '[0, 1] or -1' if unit_interval else '>= 0 or -1'

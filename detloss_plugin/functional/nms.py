@@ -56,7 +56,7 @@ import ctypes
 import torch
 from torch import Tensor
 
-from ._checks import check_choice, check_positive
+from ._checks import check_choice, check_finite, check_positive
 from ._kernels import BASE_FLAGS, CompiledLibrary
 
 __all__ = ['diou_nms', 'batched_diou_nms', 'NMS_BACKENDS']
@@ -90,8 +90,7 @@ def _check_nms_args(boxes: Tensor, scores: Tensor, iou_threshold: float, beta: f
     if not isinstance(scores, Tensor) or scores.shape != boxes.shape[:1]:
         raise ValueError(f'scores must be a tensor of shape ({boxes.shape[0]},), got '
                          f'{tuple(getattr(scores, "shape", ()))}')
-    if not isinstance(iou_threshold, (int, float)) or isinstance(iou_threshold, bool):
-        raise TypeError(f'iou_threshold must be a number, got {type(iou_threshold).__name__}')
+    check_finite('iou_threshold', iou_threshold)
     if scores.device != boxes.device:
         raise ValueError(f'scores must be on the device of boxes ({boxes.device}), got '
                          f'{scores.device}')
