@@ -309,3 +309,17 @@ def test_swap_losses_refuses_dynamic_rcnn_with_the_reason():
     # the other losses can still be swapped
     assert swap_losses(cfg, names=('CrossEntropyLoss',)) == []
     assert math.isclose(cfg['roi_head']['bbox_head']['loss_bbox']['beta'], 1.0)
+
+
+def test_ce_class_weight_as_detr_head_writes_it():
+    """``DETRHead`` turns ``class_weight=1.0, bg_cls_weight=0.1`` into a tensor of
+    ``num_classes + 1`` values in the loss config."""
+    class_weight = torch.ones(6)
+    class_weight[5] = 0.1
+    score = logits(30, 6)
+    labels = torch.randint(0, 6, (30,), generator=gen(1))
+    assert_same(dict(type='CrossEntropyLoss', class_weight=class_weight), score, labels,
+                avg_factor=4.0)
+    from detloss_plugin.models.losses import CrossEntropyLoss
+    with pytest.raises(ValueError, match='class_weight must hold finite values >= 0'):
+        CrossEntropyLoss(class_weight=[1.0, -1.0])

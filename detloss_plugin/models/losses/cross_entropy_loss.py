@@ -16,6 +16,27 @@ from .cls_base import ClassificationLoss
 __all__ = ['CrossEntropyLoss']
 
 
+def _class_weight_values(class_weight) -> Tensor:
+    """A config's ``class_weight`` (a number, a sequence, or the tensor that mmdet's
+    ``DETRHead`` writes into its ``loss_cls`` config) as a float32 tensor, checked once
+    at construction: finite values >= 0."""
+    if isinstance(class_weight, bool):
+        raise TypeError('class_weight must be a number, a sequence of numbers or None, got bool')
+    if isinstance(class_weight, Tensor):
+        values = class_weight.detach().reshape(-1).tolist()
+    elif isinstance(class_weight, (int, float)):
+        values = [class_weight]
+    else:
+        try:
+            values = [float(w) for w in class_weight]
+        except TypeError:
+            raise TypeError(f'class_weight must be a number, a sequence of numbers or None, '
+                            f'got {type(class_weight).__name__}') from None
+    if not values or any(not 0 <= v < float('inf') for v in values):
+        raise ValueError(f'class_weight must hold finite values >= 0, got {values}')
+    return torch.tensor([float(v) for v in values])
+
+
 @MODELS.register_module()
 class CrossEntropyLoss(ClassificationLoss):
     """Cross-entropy with mmdet's options and defaults.
@@ -26,9 +47,10 @@ class CrossEntropyLoss(ClassificationLoss):
         use_mask: mmdet's instance-mask cross-entropy (``FCNMaskHead``'s ``loss_mask``):
             not provided, True raises (keep mmdet's class for mask losses).
         reduction, loss_weight: as every detloss loss.
-        class_weight: per-class weights. Softmax form (K values): each sample's loss
-            times the weight of its label. Sigmoid form (C values, or one): the weight
-            of the *positive* term of column c (``pos_weight`` of
+        class_weight: per-class weights (a sequence, a tensor as ``DETRHead`` writes it,
+            or one number for all). Softmax form (K values): each sample's loss times
+            the weight of its label. Sigmoid form (C values): the weight of the
+            *positive* term of column c (``pos_weight`` of
             ``binary_cross_entropy_with_logits``), as mmdet does.
         ignore_index: label whose samples get weight 0 (None, mmdet's default, means
             -100).
@@ -58,16 +80,18 @@ class CrossEntropyLoss(ClassificationLoss):
         super().__init__(use_sigmoid, activated, ignore_index, reduction, loss_weight)
         self.use_mask = False
         if class_weight is not None:
-            F.check_alpha(list(class_weight), unit_interval=False)
-            self.register_buffer('class_weight',
-                                 torch.tensor([float(w) for w in class_weight]),
+            self.register_buffer('class_weight', _class_weight_values(class_weight),
                                  persistent=False)
         else:
             self.class_weight = None
         self.avg_non_ignore = bool(avg_non_ignore)
 
     def _class_weight(self, num: int) -> Optional[Tensor]:
-        if self.class_weight is not None and self.class_weight.numel() not in (1, num):
+        if self.class_weight is None:
+            return None
+        if self.class_weight.numel() == 1:  # one number for every class (mmdet broadcasts)
+            return self.class_weight.expand(num)
+        if self.class_weight.numel() != num:
             raise ValueError(f'class_weight has {self.class_weight.numel()} values but '
                              f'cls_score has {num} columns')
         return self.class_weight
