@@ -116,7 +116,7 @@ def test_iou_mixed_dtypes_module():
     from detloss_plugin.models.losses import GIoULoss, IoULoss
     pred = torch.tensor([[0.0, 0.0, 10.0, 10.0]], requires_grad=True)
     target = torch.tensor([[1.0, 1.0, 9.0, 9.0]], dtype=torch.float64)
-    for cls in (IoULoss, GIoULoss):
+    for cls in (lambda: IoULoss(mode='linear'), GIoULoss):
         loss = cls()(pred, target)
         # IoU = 64 / 100 (target inside pred; GIoU's enclosing box is pred: no extra term)
         assert loss.dtype == torch.float32

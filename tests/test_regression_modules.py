@@ -26,7 +26,9 @@ CASES = {
     'IoULoss_linear': (lambda **k: IoULoss(mode='linear', **k),
                        lambda p, t: iou_loss(p, t, 'linear', eps=1e-6), True),
     'IoULoss_square': (lambda **k: IoULoss(mode='square', **k),
-                       lambda p, t: 1 - (1 - iou_loss(p, t, 'linear', eps=1e-6)) ** 2, True),
+                       # 1 - IoU^2 computed as l (2 - l), l = 1 - IoU
+                       lambda p, t: (lambda l: l * (2 - l))(iou_loss(p, t, 'linear', eps=1e-6)),
+                       True),
     'GIoULoss': (GIoULoss, lambda p, t: giou_loss(p, t, eps=1e-6), True),
     'DIoULoss': (DIoULoss, lambda p, t: diou_loss(p, t, eps=1e-6), True),
     'CIoULoss': (CIoULoss, lambda p, t: ciou_loss(p, t, eps=1e-6, alpha_gate=True), True),
@@ -221,7 +223,7 @@ def test_bad_call_arguments(name):
     module = factory()
     pred, target = pairs(3)
     with pytest.raises(ValueError, match='weight'):
-        module(pred, target, torch.ones(4, dtype=F64))
+        module(pred, target, torch.ones(5, dtype=F64))
     with pytest.raises(ValueError, match='weight'):
         module(pred, target, torch.ones(3, 2, dtype=F64))
     with pytest.raises(TypeError, match='weight'):

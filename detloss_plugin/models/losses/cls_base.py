@@ -104,7 +104,7 @@ class ClassificationLoss(BaseLoss):
         """:meth:`reduce` the flat loss; ``reduction='none'`` gives it back in ``shape``
         (that of ``cls_score`` in sigmoid form, of ``label`` in softmax form)."""
         out = self.reduce(loss, weight, avg_factor, reduction_override)
-        return out.reshape(shape) if out.dim() else out
+        return out.reshape(shape) if (reduction_override or self.reduction) == 'none' else out
 
     # -- inputs -------------------------------------------------------------------
     def _logits(self, cls_score: Tensor, min_dim: int) -> Tensor:

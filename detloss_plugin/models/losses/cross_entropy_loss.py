@@ -108,8 +108,9 @@ class CrossEntropyLoss(ClassificationLoss):
                                                                  ignore_index)
             loss = F.sigmoid_cross_entropy(logits, targets, self._class_weight(logits.shape[1]))
             # the elements not ignored (mmdet's valid mask, one per element of the loss)
-            valid = ((label >= 0) & (label != ignore_index)).reshape(loss.shape[0], -1)
-            valid = valid.expand_as(loss)
+            valid = (label >= 0) & (label != ignore_index)
+            same_shape = tuple(label.shape) == shape
+            valid = valid.reshape(loss.shape if same_shape else (-1, 1)).expand_as(loss)
         else:
             logits, label, weight, shape = self.softmax_inputs(cls_score, label, weight)
             loss = F.softmax_cross_entropy(logits, label, self._class_weight(logits.shape[1]),

@@ -118,7 +118,7 @@ class GHMC(_GHMState, ClassificationLoss):
             self.acc_sum if self.momentum > 0 else None, self.sync)
         self._store(new_acc)
         out = self._ghm_reduce(loss, total, reduction_override)
-        return out.reshape(shape) if out.dim() else out
+        return out.reshape(shape) if (reduction_override or self.reduction) == 'none' else out
 
     def extra_repr(self) -> str:
         return super().extra_repr() + self._ghm_repr()

@@ -143,10 +143,10 @@ def broadcast_weight(weight: Optional[Tensor], shape) -> Optional[Tensor]:
         pass
     if shape and weight.dim() == 1 and weight.numel() == math.prod(shape):
         return weight.reshape(shape)
+    per_row = f', one value per row {shape[:-1]}' if len(shape) > 1 else ''
     raise ValueError(
-        f'weight must have the shape of the loss {shape}, one value per row '
-        f'{shape[:-1]}, a shape that broadcasts to {shape} or {shape} flattened, got '
-        f'{tuple(weight.shape)}')
+        f'weight must have the shape of the loss {shape}{per_row}, a shape that broadcasts '
+        f'to it or its {math.prod(shape)} values flattened, got {tuple(weight.shape)}')
 
 
 def box_weight(weight: Optional[Tensor], pred: Tensor, per_box: bool) -> Optional[Tensor]:
