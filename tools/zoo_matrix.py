@@ -28,7 +28,7 @@ import os.path as osp
 import random
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -45,9 +45,12 @@ IMAGE_SIZE = 128
 JSON_PATH = osp.join(REPO, 'docs', 'compatibility.json')
 DOC_PATH = osp.join(REPO, 'docs', 'compatibility.md')
 
-#: family -> config under mmdet's .mim/configs. One per family, the R50 (or smallest
+#: family -> config under mmdet's .mim/configs, or ``(config, image size[, overrides])``:
+#: mmcv's CPU deformable convolution needs the stride-128 level to be at least 3 px
+#: (288 px images), or DDOD's is replaced by a plain one (``use_dcn=False``, its ATSS
+#: form: the losses and their calls are the same). One per family, the R50 (or smallest
 #: stock) variant.
-FAMILIES: Dict[str, str] = {
+FAMILIES: Dict[str, Union[str, tuple]] = {
     'RetinaNet': 'retinanet/retinanet_r50_fpn_1x_coco.py',
     'Faster R-CNN': 'faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
     'Mask R-CNN': 'mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
@@ -55,7 +58,7 @@ FAMILIES: Dict[str, str] = {
     'RPN': 'rpn/rpn_r50_fpn_1x_coco.py',
     'FCOS': 'fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py',
     'ATSS': 'atss/atss_r50_fpn_1x_coco.py',
-    'DDOD': 'ddod/ddod_r50_fpn_1x_coco.py',
+    'DDOD': ('ddod/ddod_r50_fpn_1x_coco.py', IMAGE_SIZE, {'bbox_head.use_dcn': False}),
     'GFL': 'gfl/gfl_r50_fpn_1x_coco.py',
     'TOOD': 'tood/tood_r50_fpn_1x_coco.py',
     'VFNet': 'vfnet/vfnet_r50_fpn_1x_coco.py',
@@ -68,8 +71,8 @@ FAMILIES: Dict[str, str] = {
     'SABL RetinaNet': 'sabl/sabl-retinanet_r50_fpn_1x_coco.py',
     'SABL Faster R-CNN': 'sabl/sabl-faster-rcnn_r50_fpn_1x_coco.py',
     'Guided Anchoring': 'guided_anchoring/ga-retinanet_r50_fpn_1x_coco.py',
-    'NAS-FCOS': 'nas_fcos/nas-fcos_r50-caffe_fpn_nashead-gn-head_4xb4-1x_coco.py',
-    'RepPoints': 'reppoints/reppoints-moment_r50_fpn-gn_head-gn_1x_coco.py',
+    'NAS-FCOS': 'nas_fcos/nas-fcos_r50-caffe_fpn_fcoshead-gn-head_4xb4-1x_coco.py',
+    'RepPoints': ('reppoints/reppoints-moment_r50_fpn-gn_head-gn_1x_coco.py', 288),
     'CenterNet': 'centernet/centernet_r18_8xb16-crop512-140e_coco.py',
     'CenterNet (update)': 'centernet/centernet-update_r50-caffe_fpn_ms-1x_coco.py',
     'YOLOF': 'yolof/yolof_r50-c5_8xb8-1x_coco.py',
@@ -105,7 +108,10 @@ def _mmdet_config_dir() -> str:
 
 
 def _strip_for_cpu(node) -> None:
-    """In place: pretrained checkpoints off, SyncBN as BN."""
+    """In place: pretrained checkpoints off, SyncBN as BN; fewer proposals, queries and
+    sampled RoIs (at most 200 before NMS, 50 after, 64 sampled; 20 learned proposals of
+    Sparse R-CNN / QueryInst, 100 queries of DETR-like models), which keeps the heads
+    cheap and changes no loss's call."""
     if isinstance(node, dict):
         init = node.get('init_cfg')
         if isinstance(init, dict) and init.get('type') == 'Pretrained':
@@ -115,6 +121,15 @@ def _strip_for_cpu(node) -> None:
         for key in ('pretrained', 'teacher_ckpt'):
             if key in node:
                 node[key] = None
+        for key, most in (('nms_pre', 200), ('max_per_img', 50)):
+            if isinstance(node.get(key), int) and 'nms' in node:
+                node[key] = min(node[key], most)
+        for key, most in (('num_proposals', 20), ('num_queries', 100)):
+            if isinstance(node.get(key), int):
+                node[key] = min(node[key], most)
+        sampler = node.get('sampler')
+        if isinstance(sampler, dict) and isinstance(sampler.get('num'), int):
+            sampler['num'] = min(sampler['num'], 64)
         for value in node.values():
             _strip_for_cpu(value)
     elif isinstance(node, (list, tuple)):
@@ -123,33 +138,42 @@ def _strip_for_cpu(node) -> None:
 
 
 def load_model_cfg(rel_path: str) -> dict:
-    """The ``model`` config of mmdet's ``rel_path``, as a plain dict, made runnable on
+    """The ``model`` config (a ``ConfigDict``) of mmdet's ``rel_path``, made runnable on
     this CPU (module docstring)."""
     from mmengine.config import Config
     cfg = Config.fromfile(osp.join(_mmdet_config_dir(), rel_path))
-    model = cfg.model.to_dict()
+    model = copy.deepcopy(cfg.model)
     _strip_for_cpu(model)
     if isinstance(model.get('data_preprocessor'), dict):
         model['data_preprocessor']['batch_augments'] = None
     return model
 
 
-def build(model_cfg: dict):
+def _quiet() -> None:
+    """mmengine logs every initialised parameter at INFO."""
+    import logging
+    from mmengine.logging import MMLogger
+    MMLogger.get_instance('mmengine').setLevel(logging.WARNING)
+
+
+def build(model_cfg: dict, init: bool = True):
     from mmengine.registry import DefaultScope
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     import detloss_plugin  # noqa: F401  (registers detloss_plugin.*)
     register_all_modules(init_default_scope=False)
+    _quiet()
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = MODELS.build(copy.deepcopy(model_cfg))
-    model.init_weights()
+    if init:
+        model.init_weights()
     return model
 
 
 def synthetic_batch(num_classes: int, size: int = IMAGE_SIZE, num_images: int = 2,
-                    num_boxes: int = 3, seed: int = 0) -> dict:
-    """Images, boxes of 16-80 px, box-shaped masks and a semantic map (ignore 255
-    at the borders)."""
+                    num_boxes: int = 3, seed: int = 0, with_masks: bool = True) -> dict:
+    """Images, boxes of 16-80 px, box-shaped masks (for models with a mask head) and a
+    semantic map (ignore 255 at the borders)."""
     from mmdet.structures import DetDataSample
     from mmdet.structures.mask import BitmapMasks
     from mmengine.structures import InstanceData, PixelData
@@ -161,17 +185,18 @@ def synthetic_batch(num_classes: int, size: int = IMAGE_SIZE, num_images: int = 
         xy = torch.rand(num_boxes, 2, generator=g) * (size - wh)
         boxes = torch.cat([xy, xy + wh], 1).round()
         labels = torch.randint(0, min(num_classes, 80), (num_boxes,), generator=g)
-        masks = np.zeros((num_boxes, size, size), dtype=np.uint8)
+        box_masks = np.zeros((num_boxes, size, size), dtype=np.uint8)
         for k, (x1, y1, x2, y2) in enumerate(boxes.long().tolist()):
-            masks[k, y1:y2, x1:x2] = 1
+            box_masks[k, y1:y2, x1:x2] = 1
         sem = torch.randint(0, 54, (1, size, size), generator=g)
         sem[:, :4] = 255
         sample = DetDataSample(metainfo=dict(
             img_id=i, img_shape=(size, size), ori_shape=(size, size), pad_shape=(size, size),
             batch_input_shape=(size, size), scale_factor=(1.0, 1.0), flip=False,
             flip_direction=None))
-        sample.gt_instances = InstanceData(bboxes=boxes, labels=labels,
-                                           masks=BitmapMasks(masks, size, size))
+        sample.gt_instances = InstanceData(bboxes=boxes, labels=labels)
+        if with_masks:
+            sample.gt_instances.masks = BitmapMasks(box_masks, size, size)
         sample.ignored_instances = InstanceData(bboxes=torch.zeros(0, 4),
                                                 labels=torch.zeros(0, dtype=torch.long))
         sample.gt_sem_seg = PixelData(sem_seg=sem)
@@ -196,18 +221,23 @@ def _dicts(node, path=''):
 
 
 def _seed(seed: int) -> None:
+    from mmengine.logging import MessageHub
+    # what mmengine's Runner records and TOOD's head reads (the first epoch)
+    MessageHub.get_current_instance().update_info('epoch', 0)
     torch.manual_seed(seed)
     np.random.seed(seed)
     random.seed(seed)
 
 
-def loss_terms(model, batch: dict, seed: int = 0) -> Dict[str, torch.Tensor]:
+def loss_terms(model, batch: dict, seed: int = 0, grad: bool = True
+               ) -> Dict[str, torch.Tensor]:
     """``model.loss`` on ``batch``: each term summed over its list (FPN levels, stages),
     as ``parse_losses`` does."""
     model.train()
     data = model.data_preprocessor(copy.deepcopy(batch), True)
     _seed(seed)
-    losses = model.loss(data['inputs'], data['data_samples'])
+    with torch.set_grad_enabled(grad):
+        losses = model.loss(data['inputs'], data['data_samples'])
     out = {}
     for key, value in losses.items():
         if isinstance(value, (list, tuple)):
@@ -253,16 +283,22 @@ def iou_sweep(model, model_cfg: dict, batch: dict) -> Dict[str, str]:
                                                        'CIoULoss', 'SIoULoss'))]
     if not positions:
         return {}
-    for p in model.backbone.parameters():
-        p.requires_grad_(False)  # the backbone's backward tells nothing here
+    # the backbone and neck are not what is tested: their features are computed once
+    model.train()
+    data = model.data_preprocessor(copy.deepcopy(batch), True)
+    with torch.no_grad():
+        feats = model.extract_feat(data['inputs'])
+    model.extract_feat = lambda inputs: feats
     originals = {p: _get_module(model, p) for p in positions}
-    weights = {p: _cfg_at(model_cfg, p).get('loss_weight', 1.0) for p in positions}
+    # the head's loss_weight and reduction (FSAF reduces itself: reduction='none')
+    options = {p: {k: v for k, v in _cfg_at(model_cfg, p).items()
+                   if k in ('loss_weight', 'reduction')} for p in positions}
     results = {}
     try:
         for name in IOU_FAMILY:
             for p in positions:
                 _set_module(model, p, MODELS.build(dict(type='detloss_plugin.' + name,
-                                                        loss_weight=weights[p])))
+                                                        **options[p])))
             try:
                 terms = loss_terms(model, batch)
                 results[name] = 'ok' if _backward_finite(model, terms) else 'not finite'
@@ -271,8 +307,7 @@ def iou_sweep(model, model_cfg: dict, batch: dict) -> Dict[str, str]:
     finally:
         for p, module in originals.items():
             _set_module(model, p, module)
-        for p in model.backbone.parameters():
-            p.requires_grad_(True)
+        del model.extract_feat
     return results
 
 
@@ -282,8 +317,8 @@ def _cfg_at(cfg, path: str) -> dict:
     return cfg
 
 
-def diou_nms_predict(model, batch: dict) -> str:
-    """Every ``nms`` of the modules' test configs switched to ``diou_nms``; predict."""
+def _set_nms(model, nms_type: str) -> int:
+    """Every ``nms`` of the modules' test configs set to ``nms_type``; how many."""
     switched = 0
     for module in model.modules():
         test_cfg = getattr(module, 'test_cfg', None)
@@ -291,11 +326,13 @@ def diou_nms_predict(model, batch: dict) -> str:
             continue
         for _, cfg in _dicts(test_cfg):
             nms = cfg.get('nms')
-            if isinstance(nms, dict) and nms.get('type', 'nms') != 'diou_nms':
-                nms['type'] = 'diou_nms'
+            if isinstance(nms, dict) and nms.get('type', 'nms') != nms_type:
+                nms['type'] = nms_type
                 switched += 1
-    if not switched:
-        return 'no nms'
+    return switched
+
+
+def _predict(model, batch: dict) -> str:
     model.eval()
     with torch.no_grad():
         data = model.data_preprocessor(copy.deepcopy(batch), False)
@@ -306,12 +343,43 @@ def diou_nms_predict(model, batch: dict) -> str:
     return 'ok'
 
 
-def run_family(family: str, rel_path: Optional[str] = None) -> dict:
+def diou_nms_predict(model, batch: dict) -> str:
+    """Every ``nms`` of the modules' test configs switched to ``diou_nms``; predict.
+    If that fails, predict again with mmdet's ``nms`` to tell whose failure it is."""
+    if not _set_nms(model, 'diou_nms'):
+        return 'no nms'
+    try:
+        return _predict(model, batch)
+    except Exception as err:
+        failure = f'{type(err).__name__}: {err}'.strip()
+    _set_nms(model, 'nms')
+    try:
+        _predict(model, batch)
+    except Exception as err:
+        return f"mmdet's own predict fails here too ({type(err).__name__}: {err})"
+    return failure
+
+
+def family_entry(family: str) -> Tuple[str, int, dict]:
+    """``(config, image size, config overrides)`` of ``family``."""
+    entry = FAMILIES[family]
+    if isinstance(entry, str):
+        return entry, IMAGE_SIZE, {}
+    config, size, *rest = entry
+    return config, size, (rest[0] if rest else {})
+
+
+def run_family(family: str) -> dict:
     """Everything :mod:`tools.zoo_matrix` checks for one family (module docstring)."""
-    rel_path = rel_path or FAMILIES[family]
+    rel_path, size, overrides = family_entry(family)
     start = time.perf_counter()
-    record = dict(family=family, config=rel_path)
+    record = dict(family=family, config=rel_path, image_size=size)
+    if overrides:
+        record['overrides'] = overrides
     mm_cfg = load_model_cfg(rel_path)
+    for key, value in overrides.items():
+        parent, _, name = key.rpartition('.')
+        _cfg_at(mm_cfg, parent)[name] = value
     dl_cfg = copy.deepcopy(mm_cfg)
     record['losses'] = sorted({_cfg_at(mm_cfg, p)['type'].replace('mmdet.', '')
                                for p in loss_positions(mm_cfg)})
@@ -329,14 +397,15 @@ def run_family(family: str, rel_path: Optional[str] = None) -> dict:
             record['forced_build'] = f'{type(build_err).__name__}: {build_err}'
         record['seconds'] = round(time.perf_counter() - start, 1)
         return record
-    batch = synthetic_batch(_num_classes(mm_cfg))
+    with_masks = any('mask_head' in path for path, _ in _dicts(mm_cfg))
+    batch = synthetic_batch(_num_classes(mm_cfg), size=size, with_masks=with_masks)
     mm_model = build(mm_cfg)
-    dl_model = build(dl_cfg)
+    dl_model = build(dl_cfg, init=False)  # mmdet's initialised weights are copied in
     missing, unexpected = dl_model.load_state_dict(mm_model.state_dict(), strict=False)
     stray = [k for k in list(missing) + list(unexpected) if 'loss' not in k]
     if stray:
         raise RuntimeError(f'{family}: the two models differ beyond their losses: {stray}')
-    mm_terms = loss_terms(mm_model, batch)
+    mm_terms = loss_terms(mm_model, batch, grad=False)
     dl_terms = loss_terms(dl_model, batch)
     terms = {}
     for key in sorted(set(mm_terms) | set(dl_terms)):
@@ -351,9 +420,10 @@ def run_family(family: str, rel_path: Optional[str] = None) -> dict:
     record['grads_finite'] = _backward_finite(dl_model, dl_terms)
     record['status'] = ('agrees' if all(t['agrees'] for t in terms.values())
                         and record['grads_finite'] else 'differs')
-    record['iou_sweep'] = iou_sweep(dl_model, dl_cfg, batch)
+    one_image = {k: v[:1] for k, v in batch.items()}  # enough for what follows
+    record['iou_sweep'] = iou_sweep(dl_model, mm_cfg, one_image)
     try:
-        record['diou_nms'] = diou_nms_predict(dl_model, batch)
+        record['diou_nms'] = diou_nms_predict(dl_model, one_image)
     except Exception as err:  # reported in the matrix
         record['diou_nms'] = f'{type(err).__name__}: {err}'
     record['seconds'] = round(time.perf_counter() - start, 1)
@@ -420,6 +490,9 @@ def render(records: List[dict], total_seconds: Optional[float] = None) -> str:
             cell = 'refused'
             notes.append(f'- **{r["family"]}**: {r["reason"]} (forcing the swap: '
                          f'{r.get("forced_build", "")})')
+        elif r.get('status') == 'error':
+            cell = 'error'
+            notes.append(f'- **{r["family"]}**: {r["reason"]}')
         else:
             cell = r['status']
         row = [r['family'], f'`{r["config"]}`']
@@ -478,8 +551,12 @@ def main(argv=None) -> None:
     names = args.families or list(FAMILIES)
     records, start = [], time.perf_counter()
     for name in names:
-        record = run_family(name)
-        print(json.dumps(record)[:400], flush=True)
+        try:
+            record = run_family(name)
+        except Exception as err:  # the run goes on; the matrix shows it
+            record = dict(family=name, config=family_entry(name)[0], status='error',
+                          reason=f'{type(err).__name__}: {err}'[:500])
+        print(json.dumps(record), flush=True)
         records.append(record)
     seconds = time.perf_counter() - start
     if args.families:
