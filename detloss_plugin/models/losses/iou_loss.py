@@ -5,7 +5,13 @@ reduction_override=None)`` with ``pred``, ``target`` ``Tensor[n, 4]`` absolute
 ``(x1, y1, x2, y2)`` boxes and ``weight`` ``Tensor[n]`` or ``Tensor[n, 4]`` (averaged
 over the coordinates). Returns ``Tensor[n]`` for ``reduction='none'``, else a scalar;
 half-precision boxes give a float32 loss (computed and reduced in float32).
-The maths, defaults and papers are in :mod:`detloss_plugin.functional.iou_losses`.
+The maths and papers are in :mod:`detloss_plugin.functional.iou_losses`.
+
+``IoULoss``, ``GIoULoss``, ``DIoULoss``, ``CIoULoss`` and ``SIoULoss`` share their names
+with mmdet's classes and take mmdet's options, positional order and defaults (eps 1e-6,
+``IoULoss`` in ``'log'`` mode, ``CIoULoss`` gated, ``SIoULoss`` in mmdet's form), so a
+config that changes only ``type`` computes mmdet's loss; the papers' other forms are
+options (docs/compatibility.md lists them).
 """
 from typing import Optional, Union
 
