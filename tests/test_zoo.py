@@ -55,5 +55,6 @@ def test_the_committed_matrix_is_rendered_from_the_committed_results():
         data = json.load(f)
     with open(zoo_matrix.DOC_PATH) as f:
         doc = f.read()
-    assert doc == zoo_matrix.render(data['families'], data.get('seconds'))
+    assert doc == zoo_matrix.render(data['families'], data.get('seconds'),
+                                    data.get('cpu_seconds'))
     assert {r['family'] for r in data['families']} == set(zoo_matrix.FAMILIES)
