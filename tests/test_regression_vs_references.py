@@ -344,6 +344,11 @@ IOU_PAIRS = {
     'GIoULoss': (('GIoULoss', {}), ('GIoULoss', {})),
     'DIoULoss': (('DIoULoss', {}), ('DIoULoss', {})),
     'CIoULoss_gate': (('CIoULoss', dict(alpha_gate=True)), ('CIoULoss', {})),
+    'IoULoss_square': (('IoULoss', dict(mode='square')), ('IoULoss', dict(mode='square'))),
+    'IoULoss_linear_legacy': (('IoULoss', dict(linear=True)), ('IoULoss', dict(linear=True))),
+    'SIoULoss': (('SIoULoss', {}), ('SIoULoss', {})),
+    'SIoULoss_neg_gamma': (('SIoULoss', dict(neg_gamma=True)),
+                           ('SIoULoss', dict(neg_gamma=True))),
 }
 
 
@@ -364,25 +369,25 @@ def test_equals_mmdet_iou_losses(name):
 
 
 def test_mmdet_ciou_is_the_gated_one():
-    """mmdet's CIoU equals detloss's gated CIoU (above) and not the default (AAAI) one:
+    """mmdet's CIoU equals detloss's default, gated CIoU and not the AAAI (ungated) one:
     the tolerance separates the two."""
     import detloss_plugin.models.losses as ours_mod
     mmdet_losses = _mmdet_losses()
     pred, target = _mmdet_pairs()
     theirs = mmdet_losses.CIoULoss(eps=1e-6, reduction='none')(pred, target)
-    gated = ours_mod.CIoULoss(eps=1e-6, alpha_gate=True, reduction='none')(pred, target)
-    default = ours_mod.CIoULoss(eps=1e-6, reduction='none')(pred, target)
+    gated = ours_mod.CIoULoss(reduction='none')(pred, target)  # the default
+    ungated = ours_mod.CIoULoss(alpha_gate=False, reduction='none')(pred, target)
     torch.testing.assert_close(gated, theirs, rtol=1e-6, atol=1e-6)
-    assert not torch.allclose(default, theirs, rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(ungated, theirs, rtol=1e-6, atol=1e-6)
     # where the gate is open (the last 10 pairs, IoU > 0.5) the aspect term is large
     # compared with the tolerance, so the comparison above tests it
-    iou = 1 - ours_mod.IoULoss(reduction='none')(pred, target)
+    iou = 1 - ours_mod.IoULoss(mode='linear', reduction='none')(pred, target)
     assert (iou[-10:] > 0.55).all() and (iou[:-10] <= 0.5).sum() > 10
     diou = ours_mod.DIoULoss(eps=1e-6, reduction='none')(pred, target)
     assert ((gated - diou)[-10:] > 5e-5).all()
     assert torch.equal(gated[:-10] == diou[:-10], iou[:-10] <= 0.5)
-    # mmdet's IoULoss defaults to 'log', detloss's to 'linear'
-    assert mmdet_losses.IoULoss().mode == 'log' and ours_mod.IoULoss().mode == 'linear'
+    # both IoULoss classes default to 'log'
+    assert mmdet_losses.IoULoss().mode == 'log' and ours_mod.IoULoss().mode == 'log'
 
 
 COORD_PAIRS = {

@@ -100,3 +100,12 @@ def upcast(*tensors: Tensor):
         return tuple(_HalfToFloat.apply(t) if t.requires_grad else t.float()
                      for t in tensors) + (dtype,)
     return tuple(tensors) + (dtype,)
+
+
+def check_finite_number(name: str, value, minimum: float = 0.0) -> None:
+    """``value`` is a real number (not a bool), finite and ``>= minimum`` (NaN and
+    Inf are refused)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f'{name} must be a number, got {type(value).__name__} {value!r}')
+    if not minimum <= value < float('inf'):
+        raise ValueError(f'{name} must be a finite number >= {minimum:g}, got {value}')

@@ -96,7 +96,7 @@ CASES = [
     case('iou (log)', 'IoULoss', dict(mode='log'), mmdet=('IoULoss', dict(mode='log'))),
     case('giou', 'GIoULoss', mmdet=('GIoULoss', {}), torchvision='generalized_box_iou_loss'),
     case('diou', 'DIoULoss', mmdet=('DIoULoss', {}), torchvision='distance_box_iou_loss'),
-    case('ciou (AAAI)', 'CIoULoss', torchvision='complete_box_iou_loss',
+    case('ciou (AAAI)', 'CIoULoss', dict(alpha_gate=False), torchvision='complete_box_iou_loss',
          note="alpha always on; mmdet's CIoULoss gates alpha: see ciou (alpha_gate)"),
     case('ciou (alpha_gate)', 'CIoULoss', dict(alpha_gate=True), mmdet=('CIoULoss', {})),
     case('ciou (authors_gradient)', 'CIoULoss', dict(authors_gradient=True),
