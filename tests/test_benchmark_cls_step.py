@@ -9,7 +9,6 @@ import argparse
 import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -98,12 +97,18 @@ def _calls(extras, case_part):
     return {k.split(' | ')[2]: v for k, v in extras['calls'].items() if case_part in k}
 
 
-def test_classification_suite_same_losses_no_syncs(bench, one_thread):
+@pytest.fixture
+def fast_compile(monkeypatch):
+    """The suites' torch.compile contenders with the aot_eager backend (seconds)."""
+    monkeypatch.setenv('DETLOSS_BENCH_COMPILE_BACKEND', 'aot_eager')
+
+
+def test_classification_suite_same_losses_no_syncs(bench, one_thread, fast_compile):
     suite = bench.load_suite('classification')
     ms = suite.run(_args())
     extras = suite.extras(_args())
     descriptions = {m.description for m in ms}
-    assert {'detloss', 'detloss function', 'detloss plain'} <= descriptions
+    assert {'detloss', 'detloss compiled'} <= descriptions
     assert all(m.label == 'classification' and m.sub_label for m in ms)
     for case in suite.CASES:
         calls = _calls(extras, f'{case.name} | n=2^10')
@@ -124,19 +129,18 @@ def test_classification_suite_same_losses_no_syncs(bench, one_thread):
         assert any(d.startswith('mmdet') for d in missing)
 
 
-def test_iou_family_suite_memory(bench, one_thread):
+def test_iou_family_suite_memory(bench, one_thread, fast_compile):
     suite = bench.load_suite('iou_family')
     ms = suite.run(_args(only=['giou']))
     extras = suite.extras(None)
     assert {m.sub_label for m in ms} == {'giou n=2^10', 'giou n=2^12'}
+    assert {'detloss', 'detloss compiled'} <= {m.description for m in ms}
     calls = _calls(extras, 'giou | n=2^12')
     n = 2 ** 12
-    # the kernel allocates the loss and the gradient only (4 + 16 bytes a box)
-    assert calls['detloss']['peak_bytes'] <= 24 * n
-    assert calls['detloss plain']['peak_bytes'] > calls['detloss']['peak_bytes']
-    if _has('mmdet'):
-        mmdet = next(v for k, v in calls.items() if k.startswith('mmdet'))
-        assert calls['detloss']['peak_bytes'] <= 0.5 * mmdet['peak_bytes']
+    # at least the gradient of pred (16 bytes a box) and the per-box temporaries of
+    # the geometry (about twenty 4-byte numbers a box), nowhere near n^2
+    for label in ('detloss', 'detloss compiled'):
+        assert 16 * n < calls[label]['peak_bytes'] < 1000 * n, label
 
 
 def test_diou_nms_suite_counts_and_syncs(bench, one_thread):
@@ -146,6 +150,7 @@ def test_diou_nms_suite_counts_and_syncs(bench, one_thread):
     kept = calls['detloss diou_nms']['value']
     assert 0 < kept < 1000
     assert calls['detloss diou_nms (torch backend)']['value'] == kept
+    assert calls['detloss cluster_diou_nms']['value'] == kept
     assert calls['detloss diou_nms']['host_syncs'] == 0          # the C kernel
     assert calls['detloss diou_nms (torch backend)']['host_syncs'] >= 2
 
@@ -166,7 +171,6 @@ def test_train_step_suite_same_losses(bench, one_thread):
 
 @pytest.mark.skipif(not _has('mmdet'), reason='needs mmdet')
 def test_model_suite_reports_s_per_iter_memory_and_loss_share(bench, tmp_path, one_thread):
-    sys.path.insert(0, str(REPO / 'tests'))
     from _tools_helpers import make_tiny_setup
     config = make_tiny_setup(str(tmp_path), 'giou')
     suite = bench.load_suite('model')

@@ -72,7 +72,7 @@ def test_module_argument_errors():
     score, labels, weights = _dense_batch()
     with pytest.raises(ValueError, match='alpha has 3 values'):
         FocalLoss(alpha=[0.1, 0.2, 0.3])(score, labels)
-    with pytest.raises(ValueError, match='weight must have shape'):
+    with pytest.raises(ValueError, match='weight must have the shape of the loss'):
         FocalLoss()(score, labels, torch.ones(7))
     with pytest.raises(ValueError, match='label must be'):
         FocalLoss()(score, labels[:5])
@@ -151,7 +151,7 @@ def test_softmax_module_contract(name):
     eps = torch.finfo(torch.float32).eps
     torch.testing.assert_close(module(score, labels, weights, avg_factor=20.0),
                                (el * weights).sum() / (20.0 + eps))
-    with pytest.raises(ValueError, match='weight must have shape'):
+    with pytest.raises(ValueError, match='weight must have the shape of the loss'):
         module(score, labels, torch.ones(20, 6))
 
 

@@ -1,93 +1,72 @@
 """Every computation on every device (``device`` fixture, conftest.py; CUDA is skipped
 without a GPU and runs with ``pytest -m cuda``, as ``tools/gpu_check.sh`` does).
 
-- The torch fast paths (IoU family: ``functional/_fused_iou.py``; sigmoid focal:
-  ``functional/_fused_cls.py``), which GPUs run: same value and gradient as the plain
-  code on the device, and ``gradcheck`` in float64 on the device.
+- The IoU family and the sigmoid focal loss on the device give the CPU's float64 value
+  and gradient (random and degenerate boxes, every configuration), and pass
+  ``gradcheck`` in float64 on the device.
 - Every functional loss and every registered module on the device gives the CPU's
   float64 value and gradient.
 - Forward + backward of every registered module makes the host wait for nothing
   (CUDA: ``torch.cuda.set_sync_debug_mode('error')``; CPU: no synchronising operator).
 - DIoU-NMS's torch backend on the device keeps what the C kernel keeps on the CPU.
 """
-import functools
-
 import pytest
 import torch
 
-from detloss_plugin.functional import _fused_cls, _fused_iou
 from detloss_plugin.functional import classification as C
 from detloss_plugin.functional import ghm as G
 from detloss_plugin.functional.nms import batched_diou_nms, diou_nms
 from device_utils import no_host_sync
-from test_fast_paths import (LOSSES, TRUE_GRADIENT, assert_same, degenerate_pairs,
-                             random_boxes, value_and_grads)
+from factories import (IOU_LOSSES, TRUE_GRADIENT, box_pairs, degenerate_pairs, generator,
+                       iou_fn, random_boxes, random_logits)
 
 
 def _to(device, *tensors):
     return tuple(t.to(device) for t in tensors)
 
 
-def _iou_fn(name, fast):
-    fn, kwargs = LOSSES[name]
-    return functools.partial(fn, fast=fast, **kwargs)
+def value_and_grads(fn, pred, target, weight):
+    pred = pred.detach().clone().requires_grad_()
+    target = target.detach().clone().requires_grad_()
+    loss = fn(pred, target)
+    gp, gt = torch.autograd.grad((loss * weight).sum(), (pred, target))
+    return tuple(t.detach().cpu() for t in (loss, gp, gt))
 
 
-# ---- IoU family: the fast path on the device --------------------------------------
+# ---- IoU family on the device --------------------------------------------------------
 
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
-@pytest.mark.parametrize('name', list(LOSSES))
-def test_iou_fast_equals_plain_on_device(name, dtype, device):
-    pred, target = random_boxes(257, seed=1, dtype=dtype), random_boxes(257, seed=2, dtype=dtype)
-    pred[::2] = target[::2] + 0.3 * (pred[::2] - target[::2])
-    weight = torch.rand(257, generator=torch.Generator().manual_seed(3))
-    pred, target, weight = _to(device, pred, target, weight)
-    fast = value_and_grads(_iou_fn(name, True), pred, target, weight)
-    plain = value_and_grads(_iou_fn(name, False), pred, target, weight)
-    assert_same(fast, plain, dtype)
-    # degenerate boxes (every kink), gradients compared relative to their row's scale
-    pred, target = _to(device, *degenerate_pairs(dtype))
-    weight = torch.linspace(0.5, 2.0, pred.shape[0], device=device)
-    fast = value_and_grads(_iou_fn(name, True), pred, target, weight)
-    plain = value_and_grads(_iou_fn(name, False), pred, target, weight)
-    scale = plain[1].abs().amax(1, keepdim=True).clamp(min=1)
-    assert_same((fast[0], fast[1] / scale, fast[2] / scale),
-                (plain[0], plain[1] / scale, plain[2] / scale), dtype)
+@pytest.mark.parametrize('name', list(IOU_LOSSES))
+def test_iou_on_device_equals_cpu_float64(name, dtype, device):
+    tol = dict(rtol=1e-9, atol=1e-9) if dtype == torch.float64 else dict(rtol=2e-4, atol=2e-5)
+    for pred, target in (box_pairs(257, seed=1), degenerate_pairs()):
+        weight = torch.linspace(0.5, 2.0, pred.shape[0], dtype=torch.float64)
+        ref = value_and_grads(iou_fn(name), pred, target, weight)
+        got = value_and_grads(iou_fn(name), *_to(device, pred.to(dtype), target.to(dtype),
+                                                 weight.to(dtype)))
+        # gradients of order 1/eps (zero-height boxes in CIoU) compared relatively
+        scale = ref[1].abs().amax(1, keepdim=True).clamp(min=1)
+        for k, (a, r) in enumerate(zip(got, ref)):
+            assert a.dtype == dtype and torch.isfinite(a).all()
+            a, r = a.double(), r
+            if k:
+                a, r = a / scale, r / scale
+            torch.testing.assert_close(a, r, **tol)
 
 
 @pytest.mark.parametrize('name', [n for n in TRUE_GRADIENT if not n.startswith('ciou')])
-def test_iou_torch_fast_path_gradcheck_on_device(name, device, monkeypatch):
-    # float64 always takes the torch implementation (the CPU kernel is float32)
-    monkeypatch.setattr(_fused_iou, 'CPU_KERNEL', False)
+def test_iou_gradcheck_on_device(name, device):
     pred = random_boxes(6, seed=7).to(device).requires_grad_()
     target = (random_boxes(6, seed=7) + 0.7 * torch.rand(
-        6, 4, generator=torch.Generator().manual_seed(8), dtype=torch.float64))
+        6, 4, generator=generator(8), dtype=torch.float64))
     target = target.to(device).requires_grad_()
-    fn = _iou_fn(name, True)
-    out = fn(pred, target)
-    assert type(out.grad_fn).__name__ == '_FusedIoUFamilyBackward'
-    assert out.grad_fn.kernel is None   # the torch implementation
-    assert torch.autograd.gradcheck(fn, (pred, target), eps=1e-6, atol=1e-7)
+    assert torch.autograd.gradcheck(iou_fn(name), (pred, target), eps=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize('name', ['giou', 'ciou', 'focal_eiou'])
-def test_iou_device_equals_cpu_float64(name, device):
-    pred, target = random_boxes(100, seed=3), random_boxes(100, seed=4)
-    weight = torch.rand(100, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
-    ref = value_and_grads(_iou_fn(name, True), pred, target, weight)
-    got = value_and_grads(_iou_fn(name, True), *_to(device, pred, target, weight))
-    assert_same(tuple(t.cpu() for t in got), ref, torch.float64)
-
-
-# ---- sigmoid focal loss: the torch fast path ---------------------------------------
+# ---- sigmoid focal loss on the device ------------------------------------------------
 
 def _logits(n=300, c=5, seed=0, dtype=torch.float32, scale=6.0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, c, generator=g, dtype=torch.float64) * scale
-    t = (torch.rand(n, c, generator=g) < 0.2).double()
-    t[n // 2:] = 0
-    k = min(10, n // 2)
-    t[:k] = torch.rand(k, c, generator=g, dtype=torch.float64)   # soft targets
+    x, t = random_logits(n, c, seed, scale, torch.float64, soft=True)
     x[0, 0], x[1, 1], x[2, 2] = 100, -100, 30                     # saturated sigmoids
     return x.to(dtype), t.to(dtype)
 
@@ -95,68 +74,43 @@ def _logits(n=300, c=5, seed=0, dtype=torch.float32, scale=6.0):
 FOCAL_ALPHAS = [0.25, None, [0.1, 0.25, 0.5, 0.75, 0.9], 'tensor']
 
 
-def _alpha(alpha, device):
-    return torch.tensor([0.9, 0.75, 0.5, 0.25, 0.1], device=device) if alpha == 'tensor' \
-        else alpha
-
-
-@pytest.fixture
-def torch_focal(monkeypatch):
-    """The focal loss's torch fast path wherever the CPU kernel does not run, and the
-    CPU kernel off (so that the CPU case checks the torch path too)."""
-    monkeypatch.setattr(_fused_cls, 'TORCH_FUSED', True)
-    monkeypatch.setattr(_fused_cls, 'CPU_KERNEL', False)
-
-
-@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
-@pytest.mark.parametrize('gamma', [0.0, 0.5, 1.0, 2.0, 1.5])
-@pytest.mark.parametrize('alpha', FOCAL_ALPHAS, ids=str)
-def test_focal_torch_fast_path_equals_plain(alpha, gamma, dtype, device, torch_focal):
-    x, t = _to(device, *_logits(dtype=dtype))
-    a = _alpha(alpha, device)
-    w = torch.rand(x.shape, generator=torch.Generator().manual_seed(1)).to(device, dtype)
-    fast = value_and_grads_cls(lambda z: C.sigmoid_focal_loss(z, t, a, gamma), x, w)
-    plain = value_and_grads_cls(lambda z: C.sigmoid_focal_loss(z, t, a, gamma, fast=False),
-                                x, w)
-    assert fast[2] == '_SigmoidFocalTorchBackward' and plain[2] != fast[2]
-    tol = dict(rtol=1e-9, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(fast[0], plain[0], **tol)
-    torch.testing.assert_close(fast[1], plain[1], **tol)
-    assert torch.isfinite(fast[1]).all()
+def _alpha(alpha, device, dtype=torch.float64):
+    return torch.tensor([0.9, 0.75, 0.5, 0.25, 0.1], device=device, dtype=dtype) \
+        if alpha == 'tensor' else alpha
 
 
 def value_and_grads_cls(fn, x, w):
     x = x.detach().clone().requires_grad_()
     loss = fn(x)
     (g,) = torch.autograd.grad(loss, x, w)
-    return loss.detach(), g, type(loss.grad_fn).__name__
+    return loss.detach().cpu(), g.cpu()
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('gamma', [0.0, 0.5, 1.0, 2.0, 1.5])
+@pytest.mark.parametrize('alpha', FOCAL_ALPHAS, ids=str)
+def test_focal_on_device_equals_cpu_float64(alpha, gamma, dtype, device):
+    x, t = _logits(dtype=torch.float64)
+    w = torch.rand(x.shape, generator=generator(1), dtype=torch.float64)
+    ref = value_and_grads_cls(
+        lambda z: C.sigmoid_focal_loss(z, t, _alpha(alpha, 'cpu'), gamma), x, w)
+    xd, td, wd = _to(device, x.to(dtype), t.to(dtype), w.to(dtype))
+    got = value_and_grads_cls(
+        lambda z: C.sigmoid_focal_loss(z, td, _alpha(alpha, device, dtype), gamma), xd, wd)
+    tol = dict(rtol=1e-9, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-6)
+    for a, r in zip(got, ref):
+        assert a.dtype == dtype and torch.isfinite(a).all()
+        torch.testing.assert_close(a.double(), r, **tol)
 
 
 @pytest.mark.parametrize('gamma', [0.0, 1.0, 2.0, 1.5])
 @pytest.mark.parametrize('alpha', [0.25, None, 'tensor'], ids=str)
-def test_focal_torch_fast_path_gradcheck(alpha, gamma, device, torch_focal):
+def test_focal_gradcheck_on_device(alpha, gamma, device):
     x, t = _logits(n=12, dtype=torch.float64, scale=2.0)
     x, t = _to(device, x[4:], t[4:])   # away from the saturated rows
     a = _alpha(alpha, device)
-    if isinstance(a, torch.Tensor):
-        a = a.double()
     x = x.requires_grad_()
     assert torch.autograd.gradcheck(lambda z: C.sigmoid_focal_loss(z, t, a, gamma), (x,))
-
-
-def test_focal_default_path_per_device(device):
-    """By default the CPU runs the compiled kernel (when it builds), other devices the
-    torch fast path; float64 on the CPU the plain code."""
-    x, t = _to(device, *_logits(n=8))
-    out = C.sigmoid_focal_loss(x.clone().requires_grad_(), t)
-    name = type(out.grad_fn).__name__
-    if device.type == 'cpu':
-        if _fused_cls.load_cls_kernel() is not None:
-            assert name == '_SigmoidFocalBackward'
-        out64 = C.sigmoid_focal_loss(x.double().requires_grad_(), t.double())
-        assert 'SigmoidFocal' not in type(out64.grad_fn).__name__
-    else:
-        assert name == '_SigmoidFocalTorchBackward'
 
 
 # ---- every functional loss: the device gives the CPU's value and gradient ------------
@@ -200,7 +154,6 @@ def _functional_cases():
     return {
         'sigmoid_cross_entropy': sig(C.sigmoid_cross_entropy),
         'sigmoid_focal': sig(C.sigmoid_focal_loss),
-        'sigmoid_focal_plain': sig(C.sigmoid_focal_loss, fast=False),
         'sigmoid_anchor': sig(C.sigmoid_anchor_loss),
         'sigmoid_symmetric_ce': sig(C.sigmoid_symmetric_ce),
         'softmax_cross_entropy': soft(C.softmax_cross_entropy),
@@ -346,28 +299,3 @@ def test_diou_nms_on_device_equals_cpu_kernel(beta, offset, device):
     ref = batched_diou_nms(boxes, scores, idxs, 0.5, beta=beta, offset=offset)
     got = batched_diou_nms(*_to(device, boxes, scores, idxs), 0.5, beta=beta, offset=offset)
     assert got.cpu().tolist() == ref.tolist()
-
-
-def test_iou_fast_path_blocks_on_device(device, monkeypatch):
-    """The torch implementation's blocks (2^18 boxes on CUDA, 2^16 elsewhere) join
-    without a host synchronisation; checked with a small block size."""
-    monkeypatch.setattr(_fused_iou, 'CPU_KERNEL', False)
-    pred, target = random_boxes(300, seed=5, dtype=torch.float32), \
-        random_boxes(300, seed=6, dtype=torch.float32)
-    pred, target = _to(device, pred, target)
-    ref = value_and_grads(_iou_fn('ciou', True), pred, target, torch.ones(300, device=device))
-    real = _fused_iou._chunked_loss_and_jacobian
-
-    def small_blocks(kind, p, t, *args):
-        n = p.shape[0]
-        if n <= 64:
-            return real(kind, p, t, *args)
-        parts = [real(kind, p[s:s + 64], t[s:s + 64], *args) for s in range(0, n, 64)]
-        cat = [torch.cat([q[i] for q in parts], -1) if parts[0][i] is not None else None
-               for i in range(4)]
-        return tuple(cat)
-    monkeypatch.setattr(_fused_iou, '_chunked_loss_and_jacobian', small_blocks)
-    with no_host_sync(device):
-        got = value_and_grads(_iou_fn('ciou', True), pred, target,
-                              torch.ones(300, device=device))
-    assert_same(got, ref, torch.float32)

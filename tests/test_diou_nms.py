@@ -1,5 +1,8 @@
 """DIoU-NMS: both backends against a slow, obviously correct greedy loop, exact
-threshold cases worked by hand, the mmcv adapter and mmcv's dispatch."""
+threshold cases worked by hand, NaN and Inf (same boxes kept by both backends), the
+``torch.library`` operator (``opcheck``, ``torch.compile``), the checks at the C
+kernel's boundary, the fallback without a C compiler, the mmcv adapter and mmcv's
+dispatch."""
 import importlib
 import math
 
@@ -7,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from detloss_plugin.functional import batched_diou_nms, diou_nms
-from detloss_plugin.ops import diou_nms_mmcv
+from detloss_plugin.functional import _kernels, batched_diou_nms, diou_nms
+from detloss_plugin.functional import nms as nms_module
+from factories import generator, scored_boxes
 
 BACKENDS = ['c', 'torch']
 
@@ -40,12 +44,7 @@ def slow_diou_nms(boxes, scores, thr, beta=1.0, offset=0.0):
     return keep
 
 
-def random_boxes(n, seed, size=300.0, max_wh=60.0):
-    g = torch.Generator().manual_seed(seed)
-    xy = torch.rand(n, 2, generator=g) * size
-    wh = torch.rand(n, 2, generator=g) * max_wh + 1
-    scores = torch.rand(n, generator=g)
-    return torch.cat([xy, xy + wh], 1), scores
+random_boxes = scored_boxes
 
 
 @pytest.mark.parametrize('backend', BACKENDS)
@@ -158,6 +157,7 @@ def test_bad_arguments_name_the_argument(kwargs, match):
 
 
 def test_mmcv_adapter_contract():
+    from detloss_plugin.ops import diou_nms_mmcv
     boxes, scores = random_boxes(200, seed=8)
     dets, keep = diou_nms_mmcv(boxes, scores, 0.5, beta=0.6)
     assert keep.tolist() == slow_diou_nms(boxes, scores, 0.5, 0.6)
@@ -176,6 +176,8 @@ def test_mmcv_adapter_contract():
 def test_mmcv_batched_nms_dispatches_diou_nms():
     import detloss_plugin  # noqa: F401  (registers diou_nms with mmcv)
     from mmcv.ops import batched_nms
+
+    from detloss_plugin.ops import diou_nms_mmcv
     nms_module = importlib.import_module('mmcv.ops.nms')
     assert nms_module.diou_nms is diou_nms_mmcv
     assert callable(nms_module.nms)  # mmcv's own nms is untouched
@@ -195,3 +197,158 @@ def test_mmcv_batched_nms_dispatches_diou_nms():
                                 dict(type='diou_nms', iou_threshold=0.5))
     assert sorted(keep_split.tolist()) == sorted(
         batched_diou_nms(big_boxes, big_scores, big_idxs, 0.5).tolist())
+
+
+# ---- the C kernel == the torch path, NaN and Inf included -------------------------------
+
+def clustered_boxes(n, seed):
+    """Boxes jittered around a few centres (long suppression chains), exact duplicates,
+    and concentric pairs whose IoU is exactly 0.25 with no distance penalty; integer
+    coordinates and rounded scores (ties everywhere); a count that is not a multiple
+    of the vector width, so both the vectorised body and the tail loop run."""
+    g = generator(seed)
+    centres = torch.rand(n // 20 + 1, 2, generator=g) * 200
+    pick = torch.randint(0, centres.shape[0], (n,), generator=g)
+    xy = (centres[pick] + torch.randn(n, 2, generator=g) * 3).round()
+    wh = 4 * torch.randint(1, 8, (n, 2), generator=g).float()
+    boxes = torch.cat([xy, xy + wh], 1)
+    dup = torch.arange(0, n - 1, 7)
+    boxes[dup] = boxes[dup + 1]
+    # [x, y, x + 4a, y + 4b] holds [x + a, y + b, x + 3a, y + 3b]: IoU = 4ab/16ab = 0.25
+    inner = boxes[3::5].clone()
+    quarter = (inner[:, 2:] - inner[:, :2]) / 4
+    inner = torch.cat([inner[:, :2] + quarter, inner[:, 2:] - quarter], 1)
+    boxes = torch.cat([boxes, inner])
+    scores = torch.rand(boxes.shape[0], generator=g).round(decimals=2)
+    return boxes, scores
+
+
+@pytest.mark.parametrize('beta,offset', [(1.0, 0), (0.6, 0), (2.0, 1)])
+def test_c_kernel_equals_torch_path(beta, offset):
+    boxes, scores = clustered_boxes(251, seed=int(beta * 10) + offset)
+    for thr in (0.25, 0.5):
+        keep_c = diou_nms(boxes, scores, thr, beta=beta, offset=offset, backend='c')
+        keep_t = diou_nms(boxes, scores, thr, beta=beta, offset=offset, backend='torch')
+        assert keep_c.tolist() == keep_t.tolist()
+        assert 0 < keep_c.numel() < boxes.shape[0]
+
+
+NAN, INF = float('nan'), float('inf')
+
+
+def nan_inf_boxes(seed):
+    """Clustered boxes in which a coordinate of some boxes is NaN, +Inf or -Inf (an
+    infinite box overlaps everything; Inf - Inf is NaN), and some scores NaN (sorted
+    first by torch.sort)."""
+    boxes, scores = clustered_boxes(120, seed)
+    g = generator(seed + 50)
+    for value in (NAN, INF, -INF):
+        rows = torch.randint(0, boxes.shape[0], (6,), generator=g)
+        cols = torch.randint(0, 4, (6,), generator=g)
+        boxes[rows, cols] = value
+    boxes[5] = torch.tensor([-INF, -INF, INF, INF])
+    boxes[6] = NAN
+    scores[torch.randint(0, boxes.shape[0], (3,), generator=g)] = NAN
+    return boxes, scores
+
+
+@pytest.mark.parametrize('beta,offset', [(1.0, 0), (0.6, 0), (2.0, 1)])
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_nan_and_inf_keep_the_same_boxes_in_both_backends(seed, beta, offset):
+    boxes, scores = nan_inf_boxes(seed)
+    for thr in (0.3, 0.5):
+        keep_c = diou_nms(boxes, scores, thr, beta=beta, offset=offset, backend='c')
+        keep_t = diou_nms(boxes, scores, thr, beta=beta, offset=offset, backend='torch')
+        assert keep_c.tolist() == keep_t.tolist(), (seed, thr)
+        assert 0 < keep_c.numel() < boxes.shape[0]
+
+
+def test_a_nan_box_suppresses_nothing_and_is_kept():
+    # box 1 duplicates box 0 (IoU 1: suppressed); box 2 has a NaN coordinate: every
+    # pair with it is NaN, and NaN > threshold is false, so it is kept and box 3 (its
+    # finite neighbour) is not suppressed by it; an infinite box (4) has IoU 0 with
+    # every finite box (inter / inf) and a NaN penalty, so it suppresses nothing either
+    boxes = torch.tensor([[0., 0., 10., 10.], [0., 0., 10., 10.], [20., 20., NAN, 30.],
+                          [20., 20., 30., 30.], [-INF, -INF, INF, INF]])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.95])
+    for backend in BACKENDS:
+        assert diou_nms(boxes, scores, 0.5, backend=backend).tolist() == [4, 0, 2, 3]
+
+
+def test_overflowing_boxes_follow_torchs_nan_rule():
+    # two identical boxes 6e38 wide: in float32 the width overflows to Inf, the union is
+    # Inf + Inf - Inf = NaN and so is the IoU, while the penalty is finite (0 / Inf): the
+    # torch path keeps both (NaN > threshold is false). The kernel clamps the union as
+    # torch does (NaN stays NaN), so it keeps both too; clamping NaN to 1e-12 would give
+    # IoU = Inf and suppress the second box.
+    boxes = torch.tensor([[-3e38, -3e38, 3e38, 3e38], [-3e38, -3e38, 3e38, 3e38],
+                          [0., 0., 10., 10.], [0., 0., 10., 10.]])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
+    for beta in (1.0, 0.6):
+        for backend in BACKENDS:
+            assert diou_nms(boxes, scores, 0.5, beta=beta, backend=backend).tolist() == \
+                [0, 1, 2], (backend, beta)
+
+
+# ---- the torch.library operator --------------------------------------------------------
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16, torch.float64])
+@pytest.mark.parametrize('backend', ['auto', 'c', 'torch'])
+def test_opcheck(backend, dtype):
+    if backend == 'c' and dtype == torch.float64:
+        pytest.skip("backend='c' refuses float64 (tested below)")
+    boxes, scores = clustered_boxes(60, seed=3)
+    for beta in (1.0, 0.6):
+        args = (boxes.to(dtype), scores, 0.4, beta, 0, backend)
+        torch.library.opcheck(torch.ops.detloss.diou_nms.default, args)
+    torch.library.opcheck(torch.ops.detloss.diou_nms.default,
+                          (torch.zeros(0, 4, dtype=dtype), torch.zeros(0), 0.5, 1.0, 0, backend))
+
+
+def test_compiles_without_graph_break():
+    boxes, scores = clustered_boxes(80, seed=4)
+
+    def kept_scores(b, s):
+        keep = diou_nms(b * 2.0, s, 0.4, beta=0.6)
+        return s[keep] * 10, keep
+
+    compiled = torch.compile(kept_scores, fullgraph=True, backend='aot_eager')
+    got, keep = compiled(boxes, scores)
+    want, want_keep = kept_scores(boxes, scores)
+    assert torch.equal(keep, want_keep) and torch.equal(got, want)
+    # the same compiled graph on another number of boxes
+    boxes, scores = clustered_boxes(150, seed=5)
+    assert torch.equal(compiled(boxes, scores)[1], kept_scores(boxes, scores)[1])
+
+
+def test_boundary_checks_of_the_c_kernel():
+    boxes, scores = clustered_boxes(40, seed=6)
+    with pytest.raises(ValueError, match=r"backend='c' needs float32 or half.*float64"):
+        diou_nms(boxes.double(), scores, 0.5, backend='c')
+    with pytest.raises(ValueError, match=r"backend='c' needs CPU tensors, got boxes on meta"):
+        diou_nms(boxes.to('meta'), scores.to('meta'), 0.5, backend='c')
+    with pytest.raises(ValueError, match=r'scores must be on the device of boxes \(cpu\)'):
+        diou_nms(boxes, scores.to('meta'), 0.5)
+    with pytest.raises(ValueError, match='offset'):
+        torch.ops.detloss.diou_nms(boxes, scores, 0.5, 1.0, 2, 'auto')  # checked in the op
+    # non-contiguous and half-precision boxes are converted, not misread
+    strided = torch.cat([boxes, boxes], 1)[:, ::2]
+    assert not strided.is_contiguous()
+    ref = diou_nms(strided.contiguous(), scores, 0.5, backend='torch')
+    assert torch.equal(diou_nms(strided, scores, 0.5, backend='c'), ref)
+    assert torch.equal(diou_nms(boxes.half(), scores, 0.5, backend='c'),
+                       diou_nms(boxes.half(), scores, 0.5, backend='torch'))
+
+
+def test_without_a_c_compiler_the_torch_path_runs(monkeypatch, tmp_path):
+    monkeypatch.setattr(nms_module.NMS_KERNEL, '_bound', None)
+    monkeypatch.setattr(nms_module.NMS_KERNEL, '_failed', False)
+    monkeypatch.setattr(_kernels, '_compiler', lambda: None)
+    monkeypatch.setenv('DETLOSS_CACHE_DIR', str(tmp_path))   # nothing built there yet
+    boxes, scores = clustered_boxes(100, seed=7)
+    with pytest.warns(UserWarning, match='C DIoU-NMS kernel is unavailable'):
+        keep = diou_nms(boxes, scores, 0.5, beta=0.6)
+    assert nms_module.NMS_KERNEL.load() is None
+    assert keep.tolist() == slow_diou_nms(boxes, scores, 0.5, 0.6)
+    with pytest.raises(RuntimeError, match="backend='c'"):
+        diou_nms(boxes, scores, 0.5, backend='c')

@@ -49,17 +49,17 @@ except ModuleNotFoundError:
 else:
     raise SystemExit('mmengine was importable')
 import torch
-import detloss_plugin.functional as F
+import detloss_plugin.functional as dlf
 pred = torch.tensor([[0., 0., 2., 2.]], requires_grad=True)
 target = torch.tensor([[1., 0., 3., 2.]])
-loss = F.giou_loss(pred, target)
+loss = dlf.giou_loss(pred, target)
 loss.sum().backward()
 # IoU = 2 / 6 and the enclosing box is the union: GIoU loss = 1 - 1/3
 assert abs(loss.item() - 2 / 3) < 1e-6, loss
-keep = F.diou_nms(torch.tensor([[0., 0., 2., 2.], [0., 0., 2., 2.1]]),
+keep = dlf.diou_nms(torch.tensor([[0., 0., 2., 2.], [0., 0., 2., 2.1]]),
                   torch.tensor([0.9, 0.8]), 0.5)
 assert keep.tolist() == [0], keep
-fl = F.sigmoid_focal_loss(torch.zeros(2, 3), torch.zeros(2, 3))
+fl = dlf.sigmoid_focal_loss(torch.zeros(2, 3), torch.zeros(2, 3))
 import detloss_plugin
 assert detloss_plugin.HAS_MMENGINE is False
 assert not hasattr(detloss_plugin, 'MODELS')

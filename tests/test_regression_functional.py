@@ -10,39 +10,12 @@ import pytest
 import torch
 from torch.autograd import gradcheck
 
-import detloss_plugin.functional as DF
-from detloss_plugin.functional import focal_l1_loss, l1_loss, mse_loss, smooth_l1_loss
+from detloss_plugin.functional import (ciou_loss, diou_loss, eiou_loss, focal_eiou_loss,
+                                       focal_l1_loss, giou_loss, iou_loss, l1_loss, mse_loss,
+                                       smooth_l1_loss)
 
 F64 = torch.float64
 
-# The IoU-family functions have two implementations of the same function and gradient:
-# the default one-pass path (``fast=True``, value and analytic gradient together, what
-# the modules and so training use) and the plain autograd code (``fast=False``). The
-# tests marked ``iou_path`` run once for each; ``_PATH`` holds the current one.
-_PATH = {'fast': True}
-
-
-def _on_path(fn):
-    def call(*args, **kwargs):
-        kwargs.setdefault('fast', _PATH['fast'])
-        return fn(*args, **kwargs)
-    call.__name__ = fn.__name__
-    return call
-
-
-iou_loss, giou_loss, diou_loss, ciou_loss, eiou_loss, focal_eiou_loss = map(
-    _on_path, (DF.iou_loss, DF.giou_loss, DF.diou_loss, DF.ciou_loss, DF.eiou_loss,
-               DF.focal_eiou_loss))
-
-
-@pytest.fixture(params=[True, False], ids=['fast', 'plain'])
-def iou_path(request):
-    _PATH['fast'] = request.param
-    yield request.param
-    _PATH['fast'] = True
-
-
-iou_paths = pytest.mark.usefixtures('iou_path')
 K = 4 / math.pi ** 2  # the factor of CIoU's aspect-ratio term v
 
 
@@ -87,7 +60,6 @@ def close(a, b, tol=1e-6):
     torch.testing.assert_close(a, torch.as_tensor(b, dtype=a.dtype), rtol=tol, atol=tol)
 
 
-@iou_paths
 def test_iou_loss_hand_values():
     pred = boxes([0, 0, 4, 2], [0, 0, 4, 4], [0, 0, 1, 1], [1, 2, 5, 9])
     target = boxes([2, 0, 6, 2], [1, 1, 3, 3], [2, 0, 3, 1], [1, 2, 5, 9])
@@ -101,7 +73,6 @@ def test_iou_loss_hand_values():
     close(iou_loss(pred, target), [2 / 3, 3 / 4, 1.0, 0.0])  # default mode is linear
 
 
-@iou_paths
 def test_giou_loss_hand_values():
     pred = boxes([0, 0, 2, 2], [0, 0, 1, 1], [0, 0, 4, 4])
     target = boxes([1, 1, 3, 3], [2, 0, 3, 1], [1, 1, 3, 3])
@@ -112,7 +83,6 @@ def test_giou_loss_hand_values():
     close(giou_loss(pred, target), [68 / 63, 4 / 3, 0.75])
 
 
-@iou_paths
 def test_diou_loss_hand_values():
     pred = boxes([0, 0, 2, 2], [0, 0, 1, 1], [0, 0, 4, 4], [0, 0, 4, 2])
     target = boxes([0, 0, 2, 1], [2, 0, 3, 1], [1, 1, 3, 3], [0, 0, 4, 3])
@@ -126,7 +96,6 @@ def test_diou_loss_hand_values():
     close(diou_loss(pred, target), [0.53125, 1.4, 0.75, 1 / 3 + 0.01])
 
 
-@iou_paths
 def test_ciou_loss_hand_values_default_and_alpha_gate():
     pred = boxes([0, 0, 2, 2], [0, 0, 4, 4], [0, 0, 4, 2], [1, 1, 3, 5])
     target = boxes([0, 0, 2, 1], [1, 1, 3, 2], [0, 0, 4, 3], [1, 1, 3, 5])
@@ -157,7 +126,6 @@ def test_ciou_loss_hand_values_default_and_alpha_gate():
             ciou_loss(pred, target, alpha_gate=gate), rtol=0, atol=1e-15)
 
 
-@iou_paths
 def test_eiou_and_focal_eiou_hand_values():
     pred = boxes([0, 0, 2, 2], [0, 0, 4, 2], [0, 0, 1, 1])
     target = boxes([0, 0, 2, 1], [0, 0, 4, 3], [2, 0, 3, 1])
@@ -251,7 +219,6 @@ def test_focal_l1_continuous_at_one(beta, alpha):
     close(grad, [-a * math.log(beta)] * 3, tol=1e-7)
 
 
-@iou_paths
 def test_iou_log_mode_gradient_is_zero_for_disjoint_boxes():
     pred = boxes([0, 0, 1, 1], grad=True)
     loss = iou_loss(pred, boxes([2, 0, 3, 1]), 'log')
@@ -276,7 +243,6 @@ PLAIN = {
 }
 
 
-@iou_paths
 @pytest.mark.parametrize('name', sorted(PLAIN))
 def test_gradcheck_iou_family(name):
     fn = PLAIN[name]
@@ -296,7 +262,6 @@ def _iou(p, t):
     return 1 - iou_loss(p, t, 'linear', eps=1e-300)
 
 
-@iou_paths
 @pytest.mark.parametrize('alpha_gate', [False, True])
 def test_gradcheck_ciou_with_alpha_held_constant(alpha_gate):
     """alpha is not differentiated (paper, Sec. 4.2): the gradient is that of
@@ -328,7 +293,6 @@ def test_gradcheck_ciou_with_alpha_held_constant(alpha_gate):
     assert gradcheck(fn, (pred.requires_grad_(), target.requires_grad_()))
 
 
-@iou_paths
 def test_gradcheck_focal_eiou_detach_weight():
     """With ``detach_weight`` the gradient is ``IoU0^gamma * dL_EIoU`` (weight held at
     its value); the same wrapper trick as for CIoU's alpha."""
@@ -345,7 +309,6 @@ def test_gradcheck_focal_eiou_detach_weight():
     assert gradcheck(fn, (pred.requires_grad_(), target.requires_grad_()))
 
 
-@iou_paths
 def test_focal_eiou_gradient_decomposition():
     """d(IoU^g L) = IoU^g dL + g IoU^(g-1) L dIoU; detached: only the first term."""
     gamma = 0.5
@@ -397,7 +360,6 @@ def _v_grad_wh(p, t, eps, authors):
     return -2 * K * diff * h * scale, 2 * K * diff * w * scale
 
 
-@iou_paths
 @pytest.mark.parametrize('alpha_gate', [False, True])
 def test_ciou_authors_gradient(alpha_gate):
     """Same value; the gradient is the true one with dv/dw, dv/dh multiplied by
@@ -492,7 +454,6 @@ def _finite_value_and_grads(fn, pred, target):
     return loss, gp, gt
 
 
-@iou_paths
 @pytest.mark.parametrize('dtype', [torch.float32, F64])
 @pytest.mark.parametrize('case', sorted(DEGENERATE))
 def test_degenerate_boxes_are_finite(case, dtype):
@@ -506,7 +467,6 @@ def test_degenerate_boxes_are_finite(case, dtype):
     close(iou_loss(pred, target), [want_iou_loss], tol=1e-5)
 
 
-@iou_paths
 def test_degenerate_values():
     # identical boxes: every IoU-family loss is 0
     p = boxes([8, 16, 40, 48])
@@ -541,7 +501,6 @@ FP16_HUGE_GRAD = {('lines_overlapping', n) for n in (
 FP16_HUGE_GRAD.add(('point_pred', 'ciou'))
 
 
-@iou_paths
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize('case', sorted(DEGENERATE))
 def test_half_precision_degenerate(case, dtype):
@@ -567,7 +526,6 @@ def test_half_precision_degenerate(case, dtype):
             assert gp.abs().max() == torch.finfo(torch.float16).max, (name, gp)
 
 
-@iou_paths
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
 def test_half_precision_random_boxes(dtype):
     pred64, target64 = random_pairs(16, 7, disjoint=4)
@@ -592,7 +550,6 @@ def test_half_precision_random_boxes(dtype):
 ALL_FUNCTIONS = {**BOX_LOSSES, **COORD_LOSSES}
 
 
-@iou_paths
 @pytest.mark.parametrize('name', sorted(ALL_FUNCTIONS))
 def test_bad_tensors(name):
     fn = ALL_FUNCTIONS[name]
@@ -609,7 +566,6 @@ def test_bad_tensors(name):
         fn(boxes([0, 0, 1, 1], [0, 0, 2, 2]), good)
 
 
-@iou_paths
 @pytest.mark.parametrize('name', sorted(BOX_LOSSES))
 def test_box_losses_need_four_coordinates(name):
     fn = BOX_LOSSES[name]
@@ -623,7 +579,6 @@ def test_box_losses_need_four_coordinates(name):
     assert fn(torch.zeros(2, 3, 4), torch.zeros(2, 3, 4)).shape == (2, 3)
 
 
-@iou_paths
 def test_bad_options():
     good = boxes([0, 0, 1, 1])
     with pytest.raises(ValueError, match='mode'):
@@ -642,11 +597,3 @@ def test_bad_options():
         focal_l1_loss(good, good, beta=-0.5)
     with pytest.raises(ValueError, match='alpha'):
         focal_l1_loss(good, good, alpha=-1.0)
-
-
-@iou_paths
-def test_the_two_paths_are_exercised(iou_path):
-    pred, target = random_pairs(3, 8)
-    loss = ciou_loss(pred.requires_grad_(), target)
-    fused = 'Fused' in type(loss.grad_fn).__name__
-    assert fused == iou_path

@@ -21,20 +21,29 @@ AVG_EPS = torch.finfo(torch.float32).eps  # mmdet's weight_reduce_loss adds it t
 
 # name -> (module factory, the functional form it must equal, per_box)
 CASES = {
-    'IoULoss': (IoULoss, lambda p, t: iou_loss(p, t, 'linear'), True),
-    'IoULoss_log': (lambda **k: IoULoss(mode='log', **k),
-                    lambda p, t: iou_loss(p, t, 'log'), True),
-    'GIoULoss': (GIoULoss, giou_loss, True),
-    'DIoULoss': (DIoULoss, diou_loss, True),
-    'CIoULoss': (CIoULoss, ciou_loss, True),
-    'CIoULoss_gate': (lambda **k: CIoULoss(alpha_gate=True, **k),
-                      lambda p, t: ciou_loss(p, t, alpha_gate=True), True),
+    # the classes sharing a name with mmdet's default to mmdet's eps 1e-6
+    'IoULoss': (IoULoss, lambda p, t: iou_loss(p, t, 'log', eps=1e-6), True),
+    'IoULoss_linear': (lambda **k: IoULoss(mode='linear', **k),
+                       lambda p, t: iou_loss(p, t, 'linear', eps=1e-6), True),
+    'IoULoss_square': (lambda **k: IoULoss(mode='square', **k),
+                       # 1 - IoU^2 computed as l (2 - l), l = 1 - IoU
+                       lambda p, t: (lambda l: l * (2 - l))(iou_loss(p, t, 'linear', eps=1e-6)),
+                       True),
+    'GIoULoss': (GIoULoss, lambda p, t: giou_loss(p, t, eps=1e-6), True),
+    'DIoULoss': (DIoULoss, lambda p, t: diou_loss(p, t, eps=1e-6), True),
+    'CIoULoss': (CIoULoss, lambda p, t: ciou_loss(p, t, eps=1e-6, alpha_gate=True), True),
+    'CIoULoss_ungated': (lambda **k: CIoULoss(alpha_gate=False, **k),
+                         lambda p, t: ciou_loss(p, t, eps=1e-6), True),
     'CIoULoss_authors': (lambda **k: CIoULoss(authors_gradient=True, **k),
-                         lambda p, t: ciou_loss(p, t, authors_gradient=True), True),
+                         lambda p, t: ciou_loss(p, t, eps=1e-6, alpha_gate=True,
+                                                authors_gradient=True), True),
     'CIoULoss_eps': (lambda **k: CIoULoss(eps=1e-3, **k),
-                     lambda p, t: ciou_loss(p, t, eps=1e-3), True),
+                     lambda p, t: ciou_loss(p, t, eps=1e-3, alpha_gate=True), True),
     'EfficientIoULoss': (EfficientIoULoss, eiou_loss, True),
-    'FocalEIoULoss': (FocalEIoULoss, focal_eiou_loss, True),
+    'FocalEIoULoss': (FocalEIoULoss, lambda p, t: focal_eiou_loss(p, t, detach_weight=True),
+                      True),
+    'FocalEIoULoss_paper': (lambda **k: FocalEIoULoss(detach_weight=False, **k),
+                            focal_eiou_loss, True),
     'FocalEIoULoss_gamma2_detach': (
         lambda **k: FocalEIoULoss(gamma=2.0, detach_weight=True, **k),
         lambda p, t: focal_eiou_loss(p, t, gamma=2.0, detach_weight=True), True),
@@ -217,7 +226,7 @@ def test_bad_call_arguments(name):
     module = factory()
     pred, target = pairs(3)
     with pytest.raises(ValueError, match='weight'):
-        module(pred, target, torch.ones(4, dtype=F64))
+        module(pred, target, torch.ones(5, dtype=F64))
     with pytest.raises(ValueError, match='weight'):
         module(pred, target, torch.ones(3, 2, dtype=F64))
     with pytest.raises(TypeError, match='weight'):
@@ -245,7 +254,7 @@ def test_bad_constructor_arguments(cls):
 
 def test_bad_options():
     with pytest.raises(ValueError, match='mode'):
-        IoULoss(mode='square')
+        IoULoss(mode='cube')
     for cls in (IoULoss, GIoULoss, DIoULoss, CIoULoss, EfficientIoULoss, FocalEIoULoss):
         with pytest.raises(ValueError, match='eps'):
             cls(eps=0.0)
@@ -260,9 +269,13 @@ def test_bad_options():
 
 
 def test_defaults():
-    assert IoULoss().mode == 'linear'
-    assert CIoULoss().alpha_gate is False and CIoULoss().authors_gradient is False
-    assert FocalEIoULoss().gamma == 0.5 and FocalEIoULoss().detach_weight is False
+    # mmdet's defaults for the classes that share its names
+    assert IoULoss().mode == 'log' and IoULoss(linear=True).mode == 'linear'
+    assert CIoULoss().alpha_gate is True and CIoULoss().authors_gradient is False
+    for cls in (IoULoss, GIoULoss, DIoULoss, CIoULoss):
+        assert cls().eps == 1e-6
+    assert EfficientIoULoss().eps == 1e-7 and FocalEIoULoss().eps == 1e-7
+    assert FocalEIoULoss().gamma == 0.5 and FocalEIoULoss().detach_weight is True
     assert SmoothL1Loss().beta == 1.0
     assert FocalL1Loss().beta == pytest.approx(math.exp(-1)) and FocalL1Loss().alpha is None
     for cls in CLASSES:

@@ -148,15 +148,11 @@ TORCHVISION = {
     'diou': (tv_distance_box_iou_loss, diou_loss),
     'ciou': (tv_complete_box_iou_loss, ciou_loss),
 }
-# both implementations of the IoU family: the one-pass default and the plain autograd code
-PATHS = pytest.mark.parametrize('fast', [True, False], ids=['fast', 'plain'])
 
 
-@PATHS
 @pytest.mark.parametrize('name', sorted(TORCHVISION))
-def test_equals_torchvision_formula(name, fast):
-    tv, fn = TORCHVISION[name]
-    ours = lambda p, t: fn(p, t, fast=fast)  # noqa: E731
+def test_equals_torchvision_formula(name):
+    tv, ours = TORCHVISION[name]
     pred, target = pairs(40, 0, disjoint=10)
     v_tv, gp_tv, gt_tv = _value_and_grad(tv, pred, target)
     v_us, gp_us, gt_us = _value_and_grad(ours, pred, target)
@@ -183,8 +179,7 @@ def test_torchvision_comparison_can_fail():
     assert (g_auth - g_tv).abs().max() > 1e-3
 
 
-@PATHS
-def test_torchvision_formula_half_precision(fast):
+def test_torchvision_formula_half_precision():
     """torchvision computes half inputs in float32 (and returns float32); detloss too,
     casting back: same numbers up to the output rounding."""
     pred, target = pairs(20, 1, disjoint=5)
@@ -193,7 +188,7 @@ def test_torchvision_formula_half_precision(fast):
         for name, (tv, ours) in TORCHVISION.items():
             want = tv(pred.to(dtype), target.to(dtype))
             assert want.dtype == torch.float32
-            got = ours(pred.to(dtype), target.to(dtype), fast=fast)
+            got = ours(pred.to(dtype), target.to(dtype))
             assert got.dtype == dtype
             torch.testing.assert_close(got.float(), want.to(dtype).float(), rtol=0, atol=0)
 
@@ -266,11 +261,10 @@ SLOW = {
 }
 
 
-@PATHS
 @pytest.mark.parametrize('name', sorted(SLOW))
-def test_equals_slow_reference(name, fast):
+def test_equals_slow_reference(name):
     opt, fn, kwargs = SLOW[name]
-    ours = lambda p, t: fn(p, t, fast=fast, **kwargs)  # noqa: E731
+    ours = lambda p, t: fn(p, t, **kwargs)  # noqa: E731
     base = name.split('_gate')[0].split('_authors')[0].split('_gamma')[0].split('_detach')[0]
     pred, target = pairs(60, 2, disjoint=15)
     # plus hand-picked pairs: nested, identical, touching edges, crossing
@@ -350,6 +344,11 @@ IOU_PAIRS = {
     'GIoULoss': (('GIoULoss', {}), ('GIoULoss', {})),
     'DIoULoss': (('DIoULoss', {}), ('DIoULoss', {})),
     'CIoULoss_gate': (('CIoULoss', dict(alpha_gate=True)), ('CIoULoss', {})),
+    'IoULoss_square': (('IoULoss', dict(mode='square')), ('IoULoss', dict(mode='square'))),
+    'IoULoss_linear_legacy': (('IoULoss', dict(linear=True)), ('IoULoss', dict(linear=True))),
+    'SIoULoss': (('SIoULoss', {}), ('SIoULoss', {})),
+    'SIoULoss_neg_gamma': (('SIoULoss', dict(neg_gamma=True)),
+                           ('SIoULoss', dict(neg_gamma=True))),
 }
 
 
@@ -370,25 +369,25 @@ def test_equals_mmdet_iou_losses(name):
 
 
 def test_mmdet_ciou_is_the_gated_one():
-    """mmdet's CIoU equals detloss's gated CIoU (above) and not the default (AAAI) one:
+    """mmdet's CIoU equals detloss's default, gated CIoU and not the AAAI (ungated) one:
     the tolerance separates the two."""
     import detloss_plugin.models.losses as ours_mod
     mmdet_losses = _mmdet_losses()
     pred, target = _mmdet_pairs()
     theirs = mmdet_losses.CIoULoss(eps=1e-6, reduction='none')(pred, target)
-    gated = ours_mod.CIoULoss(eps=1e-6, alpha_gate=True, reduction='none')(pred, target)
-    default = ours_mod.CIoULoss(eps=1e-6, reduction='none')(pred, target)
+    gated = ours_mod.CIoULoss(reduction='none')(pred, target)  # the default
+    ungated = ours_mod.CIoULoss(alpha_gate=False, reduction='none')(pred, target)
     torch.testing.assert_close(gated, theirs, rtol=1e-6, atol=1e-6)
-    assert not torch.allclose(default, theirs, rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(ungated, theirs, rtol=1e-6, atol=1e-6)
     # where the gate is open (the last 10 pairs, IoU > 0.5) the aspect term is large
     # compared with the tolerance, so the comparison above tests it
-    iou = 1 - ours_mod.IoULoss(reduction='none')(pred, target)
+    iou = 1 - ours_mod.IoULoss(mode='linear', reduction='none')(pred, target)
     assert (iou[-10:] > 0.55).all() and (iou[:-10] <= 0.5).sum() > 10
     diou = ours_mod.DIoULoss(eps=1e-6, reduction='none')(pred, target)
     assert ((gated - diou)[-10:] > 5e-5).all()
     assert torch.equal(gated[:-10] == diou[:-10], iou[:-10] <= 0.5)
-    # mmdet's IoULoss defaults to 'log', detloss's to 'linear'
-    assert mmdet_losses.IoULoss().mode == 'log' and ours_mod.IoULoss().mode == 'linear'
+    # both IoULoss classes default to 'log'
+    assert mmdet_losses.IoULoss().mode == 'log' and ours_mod.IoULoss().mode == 'log'
 
 
 COORD_PAIRS = {

@@ -11,15 +11,19 @@ import detloss_plugin  # noqa: F401  (registers everything)
 from detloss_plugin.functional import (alpha_iou_loss, iou_loss, siou_loss, wiou_loss,
                                        wiou_running_mean)
 from detloss_plugin.models.losses import AlphaIoULoss, SIoULoss, WIoULoss
+from detloss_plugin.models.losses.iou_loss import mmdet_siou_loss
 from test_regression_modules import AVG_EPS, pairs, weights
 
 F64 = torch.float64
 
 # name -> (module factory, the functional form it must equal in eval mode)
 CASES = {
-    'SIoULoss': (SIoULoss, siou_loss),
-    'SIoULoss_theta2': (lambda **k: SIoULoss(theta=2.0, **k),
-                        lambda p, t: siou_loss(p, t, theta=2.0)),
+    # SIoULoss defaults to mmdet's form (tests/test_mmdet_contract.py); the paper's:
+    'SIoULoss_paper': (lambda **k: SIoULoss(form='paper', **k),
+                       lambda p, t: siou_loss(p, t, eps=1e-6)),
+    'SIoULoss_paper_theta2': (lambda **k: SIoULoss(form='paper', theta=2.0, **k),
+                              lambda p, t: siou_loss(p, t, theta=2.0, eps=1e-6)),
+    'SIoULoss_mmdet': (SIoULoss, mmdet_siou_loss),
     'AlphaIoULoss': (AlphaIoULoss, alpha_iou_loss),
     'AlphaIoULoss_giou_a2': (lambda **k: AlphaIoULoss(alpha=2.0, base='giou', **k),
                              lambda p, t: alpha_iou_loss(p, t, 2.0, 'giou')),
@@ -98,11 +102,13 @@ def test_bad_constructor_arguments():
         WIoULoss(reduction='avg')
     with pytest.raises(ValueError, match='eps'):
         SIoULoss(eps=-1.0)
+    with pytest.raises(ValueError, match='form'):
+        SIoULoss(form='yolov6')
 
 
 def test_defaults():
     s, a, w = SIoULoss(), AlphaIoULoss(), WIoULoss()
-    assert s.theta == 4.0 and s.eps == 1e-7
+    assert s.theta == 4.0 and s.eps == 1e-6 and s.form == 'mmdet' and not s.neg_gamma
     assert (a.alpha, a.base) == (3.0, 'ciou')
     assert (w.version, w.alpha, w.delta, w.gamma, w.momentum, w.sync) == \
         ('v3', 1.9, 3.0, 0.5, 0.01, True)
@@ -116,7 +122,7 @@ def test_wiou_mean_updated_from_positives_before_scaling():
     weight[[0, 4]] = 0  # negatives, as mmdet's dense heads pass them
     module = WIoULoss(momentum=0.2, reduction='none').train()
     valid = weight.mean(-1) > 0
-    l_iou = iou_loss(pred, target, fast=False)
+    l_iou = iou_loss(pred, target)
     expected_mean = 0.8 * 1.0 + 0.2 * l_iou[valid].mean()
     out = module(pred, target, weight)
     torch.testing.assert_close(module.iou_mean.double(), expected_mean, rtol=1e-6, atol=1e-7)

@@ -2,10 +2,10 @@
 """Run benchmark suites: speed (and memory, host synchronisations, ...) of detloss's
 losses and DIoU-NMS against mmdet, mmcv and torchvision, on ``torch.utils.benchmark``.
 
-    python tools/benchmark.py --list
-    python tools/benchmark.py --suite iou_family [--suite classification ...]
+    python -m tools.benchmark --list          # from the repository root
+    python -m tools.benchmark --suite iou_family [--suite classification ...]
         [--device cpu|cuda] [--threads 1 2] [--quick] [--out FILE.json]
-    python tools/benchmark.py --suite model [--device cuda] -- CONFIG \\
+    python -m tools.benchmark --suite model [--device cuda] -- CONFIG \\
         [--cfg-options model.bbox_head.loss_bbox.type=detloss_plugin.GIoULoss] [--iters 20]
 
 A suite is any module ``tools/benchmarks/<name>.py`` (names starting with ``_`` are
@@ -34,13 +34,10 @@ import sys
 from pathlib import Path
 from typing import Dict, List
 
+import torch
+
 REPO = Path(__file__).resolve().parent.parent
 SUITES_DIR = REPO / 'tools' / 'benchmarks'
-for _p in (str(REPO), str(SUITES_DIR)):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
-
-import torch  # noqa: E402
 
 
 def available_suites() -> List[str]:
@@ -56,6 +53,7 @@ def load_suite(name: str):
     module_name = f'detloss_bench_{name}'
     if module_name in sys.modules:
         return sys.modules[module_name]
+    # by path (any SUITES_DIR); the suites import their helpers as tools.benchmarks._common
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
@@ -144,7 +142,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     args.rest = rest
     if args.python:
-        cmd = [args.python, str(Path(__file__).resolve())]
+        cmd = [args.python, '-m', 'tools.benchmark']
         skip = False
         for a in argv:
             if skip:
@@ -158,7 +156,7 @@ def main(argv=None) -> int:
             cmd.append(a)
         if rest:
             cmd += ['--', *rest]
-        return subprocess.call(cmd)
+        return subprocess.call(cmd, cwd=REPO)
     if args.list or not args.suite:
         print('suites:', ', '.join(available_suites()))
         return 0
@@ -166,7 +164,13 @@ def main(argv=None) -> int:
         print('--device cuda: no CUDA device is available', file=sys.stderr)
         return 2
 
-    from _common import compare, ratio_lines
+    try:
+        from tools.benchmarks._common import compare, ratio_lines
+    except ModuleNotFoundError as err:
+        if err.name != 'tools':
+            raise
+        raise SystemExit('the suites import tools.benchmarks: run this from the repository '
+                         'root as python -m tools.benchmark ...') from err
     results = dict(machine=machine_info(), argv=argv, rest=rest, suites={})
     all_measurements = []
     for name in args.suite:

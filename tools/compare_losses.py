@@ -142,8 +142,6 @@ def main(argv=None):
         f.write(table)
     with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
         json.dump(results, f, indent=1)
-    if REPO not in sys.path:
-        sys.path.insert(0, REPO)
     from detloss_plugin.engine.plots import plot_comparison
     png = plot_comparison(
         {r['loss']: r['work_dir'] for r in results}, osp.join(args.work_dir, 'comparison.png'),

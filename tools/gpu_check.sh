@@ -4,17 +4,19 @@
 #
 #   tools/gpu_check.sh            # report: work_dirs/gpu_check/report.md
 #
-# The time limits of the steps add up to 590 s (60 + 150 + 60 + 150 + 170); a step that
-# runs over its limit is reported as FAILED (time limit) and the next one runs.
+# The time limits of the steps add up to 590 s (60 + 150 + 60 + 150 + 50 + 120); a step
+# that runs over its limit is reported as FAILED (time limit) and the next one runs.
 #
 # 1. environment: torch, CUDA device, mmcv's CUDA ops (a CUDA nms call), mmdet;
-# 2. the CUDA tests: every device-parametrised test (`pytest -m cuda`: fast == plain and
-#    gradcheck of the torch fast paths on CUDA, every loss and module on CUDA against the
-#    CPU, forward + backward under torch.cuda.set_sync_debug_mode('error'), DIoU-NMS);
+# 2. the CUDA tests: every device-parametrised test (`pytest -m cuda`: every loss and
+#    module on CUDA against the CPU's float64 value and gradient, gradcheck on CUDA,
+#    forward + backward under torch.cuda.set_sync_debug_mode('error'), DIoU-NMS on CUDA
+#    against the CPU's C kernel);
 # 3. a short training of mmdet's stock RetinaNet R50-FPN with detloss's GIoULoss and
 #    --amp on the synthetic dataset (configs/gpu_check/, generated if missing);
-# 4. tools/benchmark.py --device cuda: the IoU-family losses, the classification losses
-#    and DIoU-NMS against mmdet, mmcv (and torchvision when it imports).
+# 4. python -m tools.benchmark --device cuda: DIoU-NMS (its torch backend, and the dense
+#    Cluster-NMS form) against mmcv's CUDA nms; then GIoU, gated CIoU and the sigmoid
+#    focal loss, eager and torch.compile, against mmdet (and torchvision when it imports).
 #
 # Environment: PYTHON (default: python), GPU_CHECK_DIR (default: work_dirs/gpu_check).
 # Each step has its own time limit; a failed step is reported and the next one runs.
@@ -114,20 +116,29 @@ step "RetinaNet R50-FPN + detloss GIoULoss, --amp, 300 iterations" 150 "$OUT/tra
 excerpt "$OUT/train.log" "Iter\(train\) \[ *(20|100|200|300)/|bbox_mAP|Traceback|Error:|: nan|: inf" 14
 
 # 4. benchmarks on CUDA -------------------------------------------------------------------
-# 0.5 s of timed calls per contender and size (three interleaved rounds): about 2 minutes
-step "tools/benchmark.py --device cuda" 170 "$OUT/benchmark.log" \
-    "$PY" tools/benchmark.py --device cuda --suite iou_family --suite classification \
-    --suite diou_nms --min-run-time 0.5 --out "$OUT/benchmark-cuda.json" \
-    --markdown "$OUT/benchmark-cuda.md"
-if [[ -f "$OUT/benchmark-cuda.md" ]]; then
-    { echo "Median per call on CUDA, ratio = contender / detloss (> 1: detloss faster); raw"
-      echo "numbers, peak memory and host synchronisations in \`benchmark-cuda.json\`."
-      echo; cat "$OUT/benchmark-cuda.md"; echo; } >> "$REPORT"
-    grep '^MISSING' "$OUT/benchmark.log" | sort -u | sed 's/^/- /' >> "$REPORT"
-    echo >> "$REPORT"
-else
-    excerpt "$OUT/benchmark.log" "" 30
-fi
+# bench NAME LIMIT TAG ARGS...: one benchmark run, its ratio table into the report
+bench() {
+    local name="$1" limit="$2" tag="$3"
+    shift 3
+    step "$name" "$limit" "$OUT/benchmark-$tag.log" \
+        "$PY" -m tools.benchmark --device cuda "$@" --out "$OUT/benchmark-$tag.json" \
+        --markdown "$OUT/benchmark-$tag.md"
+    if [[ -f "$OUT/benchmark-$tag.md" ]]; then
+        { echo "Median per call on CUDA, ratio = contender / reference (> 1: the reference"
+          echo "is faster); raw numbers and host synchronisations in \`benchmark-$tag.json\`."
+          echo; cat "$OUT/benchmark-$tag.md"; echo; } >> "$REPORT"
+        grep '^MISSING' "$OUT/benchmark-$tag.log" | sort -u | sed 's/^/- /' >> "$REPORT"
+        echo >> "$REPORT"
+    else
+        excerpt "$OUT/benchmark-$tag.log" "" 30
+    fi
+}
+# DIoU-NMS against mmcv's CUDA nms (1k, 10k, 50k boxes; 0.3 s per contender and size)
+bench "DIoU-NMS vs mmcv nms on CUDA" 50 nms --suite diou_nms --min-run-time 0.3
+# losses: eager and compiled (inductor compiles during the warm-up: most of the time)
+bench "losses on CUDA (eager, torch.compile)" 120 losses --suite iou_family \
+    --only giou --only "ciou (alpha_gate)" --suite classification --only "sigmoid focal" \
+    --min-run-time 0.3
 
 TOTAL=$(( $(now) - START ))
 { echo "Total: ${TOTAL} s. $([[ $FAILED -eq 0 ]] && echo 'Every step passed.' || echo 'Some steps FAILED (see above).')"; } >> "$REPORT"

@@ -9,13 +9,9 @@ Nothing is written when ``<out>`` already holds the dataset with the same parame
 """
 import argparse
 import os.path as osp
-import sys
 import time
 
-try:
-    import detloss_plugin  # noqa: F401
-except ImportError:  # running from a checkout without `pip install -e .`
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import detloss_plugin  # noqa: F401
 
 from detloss_plugin.datasets import synthetic  # noqa: E402
 

@@ -10,12 +10,8 @@ predictions from a COCO results file (``tools/test.py --json-prefix PREFIX`` wri
 """
 import argparse
 import os.path as osp
-import sys
 
-try:
-    import detloss_plugin  # noqa: F401
-except ImportError:  # running from a checkout without `pip install -e .`
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import detloss_plugin  # noqa: F401
 
 from detloss_plugin.engine.plots import plot_training_report  # noqa: E402
 

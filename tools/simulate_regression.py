@@ -59,12 +59,9 @@ from typing import Callable, Dict, List, Optional
 import torch
 from torch import Tensor
 
-try:
-    import detloss_plugin  # noqa: F401
-except ImportError:  # running from a checkout without `pip install -e .`
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import detloss_plugin  # noqa: F401
 
-from detloss_plugin import functional as F  # noqa: E402
+from detloss_plugin import functional as dlf
 from detloss_plugin.functional import box_pair_geometry  # noqa: E402
 
 # --------------------------------------------------------------------------- cases
@@ -138,26 +135,26 @@ def autograd_losses() -> Dict[str, Callable[[Tensor, Tensor], Tensor]]:
     summed over the four coordinates. SIoU, Alpha-IoU and WIoU join as soon as
     :mod:`detloss_plugin.functional` exposes them (:data:`OPTIONAL_LOSSES`)."""
     losses = {
-        'IoU': F.iou_loss,
-        'IoU (log)': functools.partial(F.iou_loss, mode='log'),
-        'GIoU': F.giou_loss,
-        'DIoU': F.diou_loss,
-        'CIoU': F.ciou_loss,
-        "CIoU (authors' dv)": functools.partial(F.ciou_loss, authors_gradient=True),
-        'EIoU': F.eiou_loss,
-        'Focal-EIoU': F.focal_eiou_loss,
-        'Focal-EIoU (detached)': functools.partial(F.focal_eiou_loss, detach_weight=True),
-        'L1': F.l1_loss,
-        'Smooth L1': F.smooth_l1_loss,
-        'L2': F.mse_loss,
-        'Focal L1': F.focal_l1_loss,
+        'IoU': dlf.iou_loss,
+        'IoU (log)': functools.partial(dlf.iou_loss, mode='log'),
+        'GIoU': dlf.giou_loss,
+        'DIoU': dlf.diou_loss,
+        'CIoU': dlf.ciou_loss,
+        "CIoU (authors' dv)": functools.partial(dlf.ciou_loss, authors_gradient=True),
+        'EIoU': dlf.eiou_loss,
+        'Focal-EIoU': dlf.focal_eiou_loss,
+        'Focal-EIoU (detached)': functools.partial(dlf.focal_eiou_loss, detach_weight=True),
+        'L1': dlf.l1_loss,
+        'Smooth L1': dlf.smooth_l1_loss,
+        'L2': dlf.mse_loss,
+        'Focal L1': dlf.focal_l1_loss,
     }
     for name, attr in OPTIONAL_LOSSES.items():
-        fn = getattr(F, attr, None)
+        fn = getattr(dlf, attr, None)
         if fn is not None:
             losses[name] = fn
     if 'WIoU' in losses:
-        losses['WIoU'] = functools.partial(F.wiou_loss, version='v1')
+        losses['WIoU'] = functools.partial(dlf.wiou_loss, version='v1')
         losses['WIoU v3'] = _wiou_v3_chunk_mean
     return losses
 
@@ -167,8 +164,8 @@ def _wiou_v3_chunk_mean(pred: Tensor, target: Tensor) -> Tensor:
     this call (momentum 1): the simulation has no training schedule for the paper's
     momentum, and each step sees every case of a chunk at once."""
     one = pred.new_ones(())
-    mean = F.wiou_running_mean(pred.detach(), target, one, momentum=1.0, sync=False)
-    return F.wiou_loss(pred, target, version='v3', iou_mean=mean)
+    mean = dlf.wiou_running_mean(pred.detach(), target, one, momentum=1.0, sync=False)
+    return dlf.wiou_loss(pred, target, version='v3', iou_mean=mean)
 
 
 # losses that may not exist yet in detloss_plugin.functional: display name -> attribute

@@ -20,13 +20,8 @@ import argparse
 import json
 import os
 import os.path as osp
-import sys
 
-try:
-    import detloss_plugin  # noqa: F401
-except ImportError:  # running from a checkout without `pip install -e .`
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-    import detloss_plugin  # noqa: F401
+import detloss_plugin  # noqa: F401
 
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.dist import is_main_process  # noqa: E402

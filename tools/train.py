@@ -25,13 +25,8 @@ Multi-GPU / multi-node: ``tools/dist_train.sh CONFIG GPUS`` (torchrun, NCCL) or
 import argparse
 import os
 import os.path as osp
-import sys
 
-try:
-    import detloss_plugin  # noqa: F401
-except ImportError:  # running from a checkout without `pip install -e .`
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-    import detloss_plugin  # noqa: F401
+import detloss_plugin  # noqa: F401
 
 import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402

@@ -17,7 +17,9 @@
  * cheaper than a branch per pair.
  *
  * Built on first use by detloss_plugin/functional/_kernels.py with the system C
- * compiler and loaded through ctypes (no Python or torch headers involved).
+ * compiler and loaded through ctypes (no Python or torch headers involved); called by
+ * the torch.library operator detloss::diou_nms (functional/nms.py), which hands it
+ * contiguous float32 CPU boxes only.
  */
 #include <math.h>
 #include <stdint.h>
@@ -32,11 +34,14 @@
 #define DETLOSS_CLONES
 #endif
 
-/* max/min written as comparisons so that they vectorise; equal to fmaxf/fminf for
- * non-NaN input (and to torch.maximum/minimum in value). A NaN box suppresses nothing
- * and is suppressed by nothing either way (every comparison with NaN is false). */
-static inline float nms_max(float a, float b) { return a > b ? a : b; }
-static inline float nms_min(float a, float b) { return a < b ? a : b; }
+/* max/min written as comparisons so that they vectorise, with torch's NaN rule: the
+ * result is NaN when either operand is (torch.maximum / torch.minimum), and clamp_min
+ * keeps a NaN operand (Tensor.clamp). So a NaN coordinate makes the same pairs NaN as
+ * in the torch path, and a NaN pair suppresses nothing (a comparison with NaN is
+ * false): both paths keep the same boxes for any input, NaN and Inf included. */
+static inline float nms_max(float a, float b) { return (a > b || a != a) ? a : b; }
+static inline float nms_min(float a, float b) { return (a < b || a != a) ? a : b; }
+static inline float clamp_min(float a, float low) { return a < low ? low : a; }
 
 typedef struct {
     const float *x1, *y1, *x2, *y2, *area, *cx, *cy;
@@ -52,15 +57,15 @@ static void sweep_unit_beta(soa_boxes b, int64_t i, int64_t n, float threshold,
     const float *restrict y2 = b.y2, *restrict area = b.area;
     const float *restrict cx = b.cx, *restrict cy = b.cy;
     for (int64_t j = i + 1; j < n; ++j) {
-        const float w = nms_max(nms_min(ix2, x2[j]) - nms_max(ix1, x1[j]) + offset, 0.0f);
-        const float h = nms_max(nms_min(iy2, y2[j]) - nms_max(iy1, y1[j]) + offset, 0.0f);
+        const float w = clamp_min(nms_min(ix2, x2[j]) - nms_max(ix1, x1[j]) + offset, 0.0f);
+        const float h = clamp_min(nms_min(iy2, y2[j]) - nms_max(iy1, y1[j]) + offset, 0.0f);
         const float inter = w * h;
-        const float iou = inter / nms_max(iarea + area[j] - inter, DETLOSS_NMS_EPS);
+        const float iou = inter / clamp_min(iarea + area[j] - inter, DETLOSS_NMS_EPS);
         const float cw = nms_max(ix2, x2[j]) - nms_min(ix1, x1[j]) + offset;
         const float ch = nms_max(iy2, y2[j]) - nms_min(iy1, y1[j]) + offset;
         const float dx = icx - cx[j], dy = icy - cy[j];
         /* centres are (x1 + x2) / 2: rho^2 = (dx^2 + dy^2) / 4 */
-        const float penalty = 0.25f * (dx * dx + dy * dy) / nms_max(cw * cw + ch * ch, DETLOSS_NMS_EPS);
+        const float penalty = 0.25f * (dx * dx + dy * dy) / clamp_min(cw * cw + ch * ch, DETLOSS_NMS_EPS);
         suppressed[j] |= (uint8_t)(iou - penalty > threshold);
     }
 }
@@ -86,10 +91,10 @@ static int64_t mark_candidates(soa_boxes b, int64_t i, int64_t n, float threshol
     const float *restrict y2 = b.y2, *restrict area = b.area;
     int64_t count = 0;
     for (int64_t j = i + 1; j < n; ++j) {
-        const float w = nms_max(nms_min(ix2, x2[j]) - nms_max(ix1, x1[j]) + offset, 0.0f);
-        const float h = nms_max(nms_min(iy2, y2[j]) - nms_max(iy1, y1[j]) + offset, 0.0f);
+        const float w = clamp_min(nms_min(ix2, x2[j]) - nms_max(ix1, x1[j]) + offset, 0.0f);
+        const float h = clamp_min(nms_min(iy2, y2[j]) - nms_max(iy1, y1[j]) + offset, 0.0f);
         const float inter = w * h;
-        const float iou = inter / nms_max(iarea + area[j] - inter, DETLOSS_NMS_EPS);
+        const float iou = inter / clamp_min(iarea + area[j] - inter, DETLOSS_NMS_EPS);
         const uint8_t c = (uint8_t)((iou > threshold) & (suppressed[j] == 0));
         candidate[j] = c;
         count += c;
@@ -100,14 +105,14 @@ static int64_t mark_candidates(soa_boxes b, int64_t i, int64_t n, float threshol
 /* The exact test for one pair, the same float32 operations as the sweeps. */
 static inline int suppresses(soa_boxes b, int64_t i, int64_t j, float threshold, float beta,
                              float offset) {
-    const float w = nms_max(nms_min(b.x2[i], b.x2[j]) - nms_max(b.x1[i], b.x1[j]) + offset, 0.0f);
-    const float h = nms_max(nms_min(b.y2[i], b.y2[j]) - nms_max(b.y1[i], b.y1[j]) + offset, 0.0f);
+    const float w = clamp_min(nms_min(b.x2[i], b.x2[j]) - nms_max(b.x1[i], b.x1[j]) + offset, 0.0f);
+    const float h = clamp_min(nms_min(b.y2[i], b.y2[j]) - nms_max(b.y1[i], b.y1[j]) + offset, 0.0f);
     const float inter = w * h;
-    const float iou = inter / nms_max(b.area[i] + b.area[j] - inter, DETLOSS_NMS_EPS);
+    const float iou = inter / clamp_min(b.area[i] + b.area[j] - inter, DETLOSS_NMS_EPS);
     const float cw = nms_max(b.x2[i], b.x2[j]) - nms_min(b.x1[i], b.x1[j]) + offset;
     const float ch = nms_max(b.y2[i], b.y2[j]) - nms_min(b.y1[i], b.y1[j]) + offset;
     const float dx = b.cx[i] - b.cx[j], dy = b.cy[i] - b.cy[j];
-    const float ratio = 0.25f * (dx * dx + dy * dy) / nms_max(cw * cw + ch * ch, DETLOSS_NMS_EPS);
+    const float ratio = 0.25f * (dx * dx + dy * dy) / clamp_min(cw * cw + ch * ch, DETLOSS_NMS_EPS);
     return iou - powf(ratio, beta) > threshold;
 }
 

@@ -4,13 +4,15 @@ Every check raises ``ValueError``/``TypeError`` naming the argument, the value t
 was received and what is allowed. They look at shapes and Python values only, never
 at tensor contents, so they cost no host synchronisation.
 """
+import math
+from numbers import Real
 from typing import Iterable
 
 import torch
 from torch import Tensor
 
-__all__ = ['check_boxes', 'check_choice', 'check_positive', 'check_same_shape',
-           'check_tensor', 'saturating_cast', 'upcast']
+__all__ = ['check_boxes', 'check_choice', 'check_finite', 'check_positive',
+           'check_same_shape', 'check_tensor', 'saturating_cast', 'upcast']
 
 _HALF = (torch.float16, torch.bfloat16)
 
@@ -47,9 +49,19 @@ def check_choice(name: str, value, allowed: Iterable) -> None:
         raise ValueError(f'{name} must be one of {allowed}, got {value!r}')
 
 
-def check_positive(name: str, value: float, allow_zero: bool = False) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
+def check_finite(name: str, value) -> None:
+    """``value`` is a finite real number (``int``, ``float`` or another
+    ``numbers.Real``, not ``bool``). NaN is refused explicitly: every comparison with
+    it is False, so a range check alone (``value < 0``) would let it through."""
+    if not isinstance(value, Real) or isinstance(value, bool):
         raise TypeError(f'{name} must be a number, got {type(value).__name__}')
+    if not math.isfinite(value):
+        raise ValueError(f'{name} must be a finite number, got {value}')
+
+
+def check_positive(name: str, value: float, allow_zero: bool = False) -> None:
+    """``value`` is a finite number, > 0 (>= 0 with ``allow_zero``)."""
+    check_finite(name, value)
     if value < 0 or (value == 0 and not allow_zero):
         bound = '>= 0' if allow_zero else '> 0'
         raise ValueError(f'{name} must be {bound}, got {value}')
@@ -88,3 +100,12 @@ def upcast(*tensors: Tensor):
         return tuple(_HalfToFloat.apply(t) if t.requires_grad else t.float()
                      for t in tensors) + (dtype,)
     return tuple(tensors) + (dtype,)
+
+
+def check_finite_number(name: str, value, minimum: float = 0.0) -> None:
+    """``value`` is a real number (not a bool), finite and ``>= minimum`` (NaN and
+    Inf are refused)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f'{name} must be a number, got {type(value).__name__} {value!r}')
+    if not minimum <= value < float('inf'):
+        raise ValueError(f'{name} must be a finite number >= {minimum:g}, got {value}')

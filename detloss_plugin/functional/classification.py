@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import _fused_cls
-from ._checks import check_choice, check_positive, check_same_shape, check_tensor, upcast
+from ._checks import (check_choice, check_finite, check_positive, check_same_shape,
+                      check_tensor, upcast)
 
 __all__ = [
     'labels_to_one_hot', 'probs_to_logits',
@@ -162,6 +162,7 @@ def check_alpha(alpha: AlphaType, num_classes: Optional[int] = None, unit_interv
     if isinstance(alpha, bool):
         raise TypeError('alpha must be a number, a sequence of numbers or None, got bool')
     if isinstance(alpha, (int, float)):
+        check_finite('alpha', alpha)
         if alpha == -1 or (0 <= alpha <= 1 if unit_interval else alpha >= 0):
             return
         allowed = '[0, 1] or -1' if unit_interval else '>= 0 or -1'
@@ -224,7 +225,7 @@ def softmax_cross_entropy(logits: Tensor, labels: Tensor,
 
 # ------------------------------------------------------------------------------ focal
 def sigmoid_focal_loss(logits: Tensor, targets: Tensor, alpha: AlphaType = 0.25,
-                       gamma: float = 2.0, fast: bool = True) -> Tensor:
+                       gamma: float = 2.0) -> Tensor:
     r"""Sigmoid focal loss of RetinaNet, per element:
 
     .. math::
@@ -240,14 +241,6 @@ def sigmoid_focal_loss(logits: Tensor, targets: Tensor, alpha: AlphaType = 0.25,
             convention); or per-class values ``Tensor[C]`` / a sequence (``alpha_c`` for
             the positives of class c, ``1 - alpha_c`` for its negatives).
         gamma: focusing parameter, >= 0 (0 gives alpha-weighted BCE).
-        fast: on the CPU (float32 / half precision), compute the value in one pass and
-            the gradient in one more with the compiled kernel of
-            :mod:`._fused_cls` (several times faster, nothing stored for the backward
-            pass but the inputs); the same function to float32 rounding. On other
-            devices (GPU), the same closed-form gradient in torch, computed with the
-            value and kept for the backward pass (fewer operators and less memory than
-            autograd over the plain code). ``False`` (or float64 on the CPU) runs the
-            plain code below.
 
     Same value as ``torchvision.ops.sigmoid_focal_loss`` and mmdet's
     ``py_sigmoid_focal_loss``. Numerics: ``log p_t`` is ``-BCE-with-logits`` and
@@ -255,19 +248,12 @@ def sigmoid_focal_loss(logits: Tensor, targets: Tensor, alpha: AlphaType = 0.25,
     where ``1 - sigmoid(x)`` rounds to 0); the factor's base is clamped at the dtype's
     smallest normal number so that ``gamma < 1`` has a finite gradient.
     The same formula on every device (mmdet's ``FocalLoss`` calls an mmcv kernel on GPU
-    and a Python formula on CPU); the CPU kernel computes it with the same operations.
+    and a Python formula on CPU).
     """
     _check_targets(logits, targets)
     _check_gamma(gamma)
     check_alpha(alpha)
     logits, targets, dtype = upcast(logits, targets)
-    if fast:
-        alpha_t = _alpha_tensor(alpha, logits)
-        loss = _fused_cls.sigmoid_focal(logits, targets, alpha_t, gamma, alpha)
-        if loss is None:
-            loss = _fused_cls.sigmoid_focal_torch(logits, targets, alpha_t, gamma, alpha)
-        if loss is not None:
-            return loss.to(dtype)
     ce = F.binary_cross_entropy_with_logits(logits, targets, reduction='none')
     one_minus_pt = targets * torch.sigmoid(-logits) + (1 - targets) * torch.sigmoid(logits)
     loss = ce * _safe_pow(one_minus_pt, gamma)

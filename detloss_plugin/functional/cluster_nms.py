@@ -36,11 +36,18 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-from ._checks import check_positive
+from ._checks import check_finite, check_positive
 from .box_geometry import box_pair_geometry
 from .nms import _BLOCK_ELEMENTS, _check_nms_args, _diou_block, _pair_parts
 
 __all__ = ['cluster_diou_nms', 'weighted_cluster_diou_nms']
+
+
+def _check_args(boxes: Tensor, scores: Tensor, iou_threshold: float, beta: float,
+                offset: float) -> None:
+    _check_nms_args(boxes, scores, iou_threshold, beta, offset, 'torch')
+    # NaN or Inf would silently suppress nothing (or everything)
+    check_finite('iou_threshold', iou_threshold)
 
 
 def _sorted(boxes: Tensor, scores: Tensor):
@@ -85,8 +92,11 @@ def cluster_diou_nms(boxes: Tensor, scores: Tensor, iou_threshold: float, beta: 
         boxes: ``Tensor[N, 4]`` boxes ``(x1, y1, x2, y2)``, any float dtype and device.
         scores: ``Tensor[N]``.
         iou_threshold: a box is suppressed when ``IoU - (rho^2 / c^2) ** beta`` with a
-            higher-scoring kept box is strictly greater than this.
-        beta: exponent of the distance penalty, > 0 (1.0; the reference: 0.9).
+            higher-scoring kept box is strictly greater than this; a finite number
+            (negative values are allowed here, not through mmcv's ``batched_nms``:
+            :mod:`detloss_plugin.ops.cluster_nms`).
+        beta: exponent of the distance penalty, a finite number > 0 (1.0; the
+            reference: 0.9).
         offset: 0, or 1 for the legacy ``x2 - x1 + 1`` width convention (as mmcv).
 
     Returns:
@@ -94,7 +104,7 @@ def cluster_diou_nms(boxes: Tensor, scores: Tensor, iou_threshold: float, beta: 
         their input order); equal to ``diou_nms(boxes, scores, iou_threshold, beta,
         offset)``.
     """
-    _check_nms_args(boxes, scores, iou_threshold, beta, offset, 'torch')
+    _check_args(boxes, scores, iou_threshold, beta, offset)
     if boxes.shape[0] == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
     order, sorted_boxes = _sorted(boxes, scores)
@@ -119,6 +129,9 @@ def weighted_cluster_diou_nms(boxes: Tensor, scores: Tensor, iou_threshold: floa
     from the plain IoU matrix, threshold 0.8). Scores are not changed.
 
     Args:
+        scores: ``Tensor[N]``, >= 0 (they are the weights of the average; a negative
+            score would move the merged box out of the hull of its cluster, and is an
+            error: one host synchronisation). Pass probabilities, not logits.
         weight_threshold: IoU above which a lower-scoring box joins the average, in
             [0, 1] (0.8, the reference's).
         Others: as :func:`cluster_diou_nms`.
@@ -132,13 +145,17 @@ def weighted_cluster_diou_nms(boxes: Tensor, scores: Tensor, iou_threshold: floa
     kept set is Cluster-DIoU-NMS's, scores are untouched, and only the box averaging is
     taken from it.
     """
-    _check_nms_args(boxes, scores, iou_threshold, beta, offset, 'torch')
+    _check_args(boxes, scores, iou_threshold, beta, offset)
     check_positive('weight_threshold', weight_threshold, allow_zero=True)
     if weight_threshold > 1:
         raise ValueError(f'weight_threshold must be in [0, 1], got {weight_threshold}')
     if boxes.shape[0] == 0:
         return (torch.empty(0, dtype=torch.int64, device=boxes.device),
                 boxes.new_zeros(0, 4))
+    if (scores < 0).any():  # one host synchronisation (inference)
+        raise ValueError(f'scores must be >= 0 for weighted_cluster_diou_nms (they weight '
+                         f'the average of each cluster), got a minimum of '
+                         f'{scores.min().item()}')
     order, sorted_boxes = _sorted(boxes, scores)
     matrix = _suppression_matrix(sorted_boxes, float(iou_threshold), float(beta), offset)
     keep = _cluster_keep(matrix)

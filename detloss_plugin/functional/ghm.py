@@ -25,11 +25,8 @@ last edge moved to ``1 + 1e-6`` (GHM-C) or ``1e3`` (GHM-R); an example falls in 
 
 Nothing here synchronises with the host: regions are found with ``bucketize``,
 counted with ``scatter_add`` in int64 (exact for any batch size), and all per-region
-arithmetic stays on the device. On the CPU, :func:`ghmc_loss` finds and counts the
-regions (and writes the BCE) in one pass of a compiled kernel instead
-(:mod:`._fused_cls`), with the same region rule and the same int64 counts. Under
-``torch.distributed`` the counts can be summed over ranks (``all_reduce``), see
-:func:`ghm_weights`.
+arithmetic stays on the device. Under ``torch.distributed`` the counts can be summed
+over ranks (``all_reduce``), see :func:`ghm_weights`.
 """
 from typing import NamedTuple, Optional
 
@@ -38,7 +35,6 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import _fused_cls
 from ._checks import check_positive, check_tensor, upcast
 
 __all__ = ['GHMWeights', 'ghm_edges', 'ghm_weights', 'ghmc_loss', 'ghmr_loss',
@@ -146,7 +142,7 @@ def _region_weights(stats: Tensor, momentum: float, acc_sum: Optional[Tensor], s
 
 def ghmc_loss(logits: Tensor, targets: Tensor, valid: Tensor, bins: int = 10,
               momentum: float = 0.0, acc_sum: Optional[Tensor] = None,
-              sync: bool = True, fast: bool = True):
+              sync: bool = True):
     r"""GHM-C: binary cross-entropy weighted by :math:`\beta`, per element.
 
     The gradient norm of sigmoid BCE with respect to the logit is
@@ -157,15 +153,6 @@ def ghmc_loss(logits: Tensor, targets: Tensor, valid: Tensor, bins: int = 10,
         valid: bool ``Tensor[N, C]``.
         bins, momentum, acc_sum, sync: see :func:`ghm_weights` (paper: 10 regions in
             the ablation, 30 in the released config; momentum 0.75).
-        fast: on the CPU (float32 / half precision, ``Tensor[N, C]``, up to 254
-            regions), find the regions and count them in one pass, write the weighted
-            BCE in a second and its gradient in one more, with the compiled kernel of
-            :mod:`._fused_cls` (no ``int64`` region index, no ``bucketize``; about an
-            order of magnitude faster than mmdet's ``GHMC``, docs/benchmarks.md).
-            ``False``, or any other device/dtype, runs the plain code. Both give the
-            same regions, counts and weights, except that an element whose gradient
-            norm lies within a float32 ulp of a region edge may fall on the other
-            side of it (the kernel's ``sigmoid`` is a few ulp from torch's).
 
     Returns:
         ``(loss, total, acc_sum)``: :math:`\beta_i\,BCE_i` as ``Tensor[N, C]``, the
@@ -179,13 +166,6 @@ def ghmc_loss(logits: Tensor, targets: Tensor, valid: Tensor, bins: int = 10,
                          f'{tuple(logits.shape)}, {tuple(targets.shape)}, {tuple(valid.shape)}')
     logits, targets, dtype = upcast(logits, targets)
     edges = ghm_edges(bins, GHMC_LAST_EDGE, logits.device)
-    kernel = (_fused_cls.cls_kernel_for(logits, targets)
-              if fast and bins <= _fused_cls.MAX_GHM_BINS else None)
-    if kernel is not None:
-        region, stats, bce = _fused_cls.ghmc_regions(kernel, logits, targets, valid, edges)
-        per_bin, total, new_acc = _region_weights(stats, momentum, acc_sum, sync)
-        loss = _fused_cls.ghmc_weighted_bce(kernel, logits, targets, region, per_bin, bce)
-        return loss.to(dtype), total.to(logits.dtype), new_acc
     g = (torch.sigmoid(logits.detach()) - targets).abs()
     w = ghm_weights(g, valid, edges, momentum, acc_sum, sync)
     bce = F.binary_cross_entropy_with_logits(logits, targets, reduction='none')

@@ -6,13 +6,9 @@ Every function takes ``pred`` and ``target`` as ``Tensor[..., 4]`` boxes
 ``Tensor[...]``, with no reduction. Half-precision inputs are computed in float32 and
 the result is cast back. ``eps`` (default 1e-7) enters denominators and logs only.
 
-``fast=True`` (the default) computes the value and the analytic gradient fused
-(:mod:`._fused_iou`: a compiled kernel for float32/half CPU tensors, a torch
-implementation elsewhere): the same function and the same gradient as the plain
-autograd code below, several times faster with a fraction of the memory
-(docs/benchmarks.md). ``fast=False`` runs the plain code. Double backward works on both
-(the fast path hands a ``create_graph=True`` backward to the plain code); forward-mode
-AD and ``torch.func`` transforms need ``fast=False``.
+One implementation each, plain torch over :func:`.box_geometry.box_pair_geometry`, on
+every device: autograd gives the gradient (double backward, forward-mode AD and
+``torch.func`` included) and ``torch.compile`` fuses the element-wise operators.
 
 Notation: :math:`B, B^{gt}` the predicted and target boxes, :math:`C` the smallest box
 enclosing both, :math:`\rho` the distance between their centres, :math:`c` the
@@ -24,7 +20,6 @@ import torch
 from torch import Tensor
 
 from ._checks import check_boxes, check_choice, check_positive, upcast
-from ._fused_iou import fused_iou_family
 from .box_geometry import box_pair_geometry
 
 __all__ = ['iou_loss', 'giou_loss', 'diou_loss', 'ciou_loss', 'eiou_loss',
@@ -33,8 +28,7 @@ __all__ = ['iou_loss', 'giou_loss', 'diou_loss', 'ciou_loss', 'eiou_loss',
 IOU_MODES = ('linear', 'log')
 
 
-def iou_loss(pred: Tensor, target: Tensor, mode: str = 'linear', eps: float = 1e-7,
-             fast: bool = True) -> Tensor:
+def iou_loss(pred: Tensor, target: Tensor, mode: str = 'linear', eps: float = 1e-7) -> Tensor:
     r"""IoU loss: :math:`1 - IoU` (``mode='linear'``) or :math:`-\ln IoU`
     (``mode='log'``, UnitBox).
 
@@ -47,8 +41,6 @@ def iou_loss(pred: Tensor, target: Tensor, mode: str = 'linear', eps: float = 1e
     """
     check_boxes(pred, target)
     check_choice('mode', mode, IOU_MODES)
-    if fast:
-        return fused_iou_family('iou_' + mode, pred, target, eps)
     pred, target, dtype = upcast(pred, target)
     iou = box_pair_geometry(pred, target, eps).iou
     if mode == 'linear':
@@ -58,15 +50,13 @@ def iou_loss(pred: Tensor, target: Tensor, mode: str = 'linear', eps: float = 1e
     return loss.to(dtype)
 
 
-def giou_loss(pred: Tensor, target: Tensor, eps: float = 1e-7, fast: bool = True) -> Tensor:
+def giou_loss(pred: Tensor, target: Tensor, eps: float = 1e-7) -> Tensor:
     r"""Generalized IoU loss :math:`1 - IoU + \frac{|C| - |B \cup B^{gt}|}{|C|}`.
 
     Rezatofighi et al., "Generalized Intersection over Union", CVPR 2019,
     https://arxiv.org/abs/1902.09630. ``eps`` is added to :math:`|C|`.
     """
     check_boxes(pred, target)
-    if fast:
-        return fused_iou_family('giou', pred, target, eps)
     pred, target, dtype = upcast(pred, target)
     g = box_pair_geometry(pred, target, eps, enclosing=True)
     enclose = g.enclose_w * g.enclose_h
@@ -74,7 +64,7 @@ def giou_loss(pred: Tensor, target: Tensor, eps: float = 1e-7, fast: bool = True
     return loss.to(dtype)
 
 
-def diou_loss(pred: Tensor, target: Tensor, eps: float = 1e-7, fast: bool = True) -> Tensor:
+def diou_loss(pred: Tensor, target: Tensor, eps: float = 1e-7) -> Tensor:
     r"""Distance-IoU loss :math:`1 - IoU + \rho^2(b, b^{gt}) / c^2`.
 
     Zheng et al., "Distance-IoU Loss: Faster and Better Learning for Bounding Box
@@ -82,8 +72,6 @@ def diou_loss(pred: Tensor, target: Tensor, eps: float = 1e-7, fast: bool = True
     :math:`c^2`.
     """
     check_boxes(pred, target)
-    if fast:
-        return fused_iou_family('diou', pred, target, eps)
     pred, target, dtype = upcast(pred, target)
     g = box_pair_geometry(pred, target, eps, enclosing=True, centers=True)
     diag_sq = g.enclose_w.square() + g.enclose_h.square() + eps
@@ -106,7 +94,7 @@ def _aspect_term(g, authors_gradient: bool, eps: float) -> Tensor:
 
 
 def ciou_loss(pred: Tensor, target: Tensor, eps: float = 1e-7, alpha_gate: bool = False,
-              authors_gradient: bool = False, fast: bool = True) -> Tensor:
+              authors_gradient: bool = False) -> Tensor:
     r"""Complete-IoU loss :math:`1 - IoU + \rho^2/c^2 + \alpha v`, with
     :math:`v = \frac{4}{\pi^2}(\arctan\frac{w^{gt}}{h^{gt}} - \arctan\frac{w}{h})^2`
     and :math:`\alpha = \frac{v}{(1 - IoU) + v}`.
@@ -126,23 +114,21 @@ def ciou_loss(pred: Tensor, target: Tensor, eps: float = 1e-7, alpha_gate: bool 
             :math:`\partial v/\partial h` (their darknet and MATLAB code, argued in the
             paper to avoid exploding gradients for small boxes in [0, 1] units). The
             value is unchanged; only the gradient of :math:`v` differs.
-        fast: the one-pass value-and-gradient path (module docstring).
 
     Departures: ``eps`` is added to both heights inside the arctans and to
     :math:`(1 - IoU) + v`; the paper has neither.
     """
     check_boxes(pred, target)
-    if fast:
-        return fused_iou_family('ciou', pred, target, eps, alpha_gate=bool(alpha_gate),
-                                authors_gradient=bool(authors_gradient))
     pred, target, dtype = upcast(pred, target)
     g = box_pair_geometry(pred, target, eps, enclosing=True, centers=True)
     diag_sq = g.enclose_w.square() + g.enclose_h.square() + eps
     v = _aspect_term(g, authors_gradient, eps)
-    with torch.no_grad():  # alpha is a weight, not differentiated (paper, Sec. 4.2)
-        alpha = v / (1 - g.iou + v + eps)
-        if alpha_gate:
-            alpha = alpha * (g.iou > 0.5)
+    # alpha is a weight, not differentiated (paper, Sec. 4.2); detached rather than
+    # computed under no_grad, which would not stop forward-mode AD
+    v_, iou_ = v.detach(), g.iou.detach()
+    alpha = v_ / (1 - iou_ + v_ + eps)
+    if alpha_gate:
+        alpha = alpha * (iou_ > 0.5)
     return (1 - g.iou + g.center_dist_sq / diag_sq + alpha * v).to(dtype)
 
 
@@ -157,7 +143,7 @@ def _eiou(pred: Tensor, target: Tensor, eps: float):
     return loss, g.iou
 
 
-def eiou_loss(pred: Tensor, target: Tensor, eps: float = 1e-7, fast: bool = True) -> Tensor:
+def eiou_loss(pred: Tensor, target: Tensor, eps: float = 1e-7) -> Tensor:
     r"""Efficient-IoU loss
 
     .. math::
@@ -172,14 +158,12 @@ def eiou_loss(pred: Tensor, target: Tensor, eps: float = 1e-7, fast: bool = True
     :math:`c^2, C_w^2, C_h^2`.
     """
     check_boxes(pred, target)
-    if fast:
-        return fused_iou_family('eiou', pred, target, eps)
     pred, target, dtype = upcast(pred, target)
     return _eiou(pred, target, eps)[0].to(dtype)
 
 
 def focal_eiou_loss(pred: Tensor, target: Tensor, gamma: float = 0.5, eps: float = 1e-7,
-                    detach_weight: bool = False, fast: bool = True) -> Tensor:
+                    detach_weight: bool = False) -> Tensor:
     r"""Focal-EIoU loss :math:`L = IoU^\gamma \cdot L_{EIoU}`, ``gamma`` = 0.5.
 
     Zhang et al., https://arxiv.org/abs/2101.08158, Eq. (13).
@@ -196,13 +180,9 @@ def focal_eiou_loss(pred: Tensor, target: Tensor, gamma: float = 0.5, eps: float
             the IoU to 0 (zero weight); the quick-start RetinaNet trained that way
             collapsed to mAP 0.000, and reached 0.489 with ``detach_weight=True``, which
             detloss's configs therefore set (README, "Which box loss?").
-        fast: the one-pass value-and-gradient path (module docstring).
     """
     check_boxes(pred, target)
     check_positive('gamma', gamma, allow_zero=True)
-    if fast:
-        return fused_iou_family('focal_eiou', pred, target, eps, gamma=float(gamma),
-                                detach_weight=bool(detach_weight))
     pred, target, dtype = upcast(pred, target)
     loss, iou = _eiou(pred, target, eps)
     weight = iou.clamp(min=eps).pow(gamma)

@@ -10,14 +10,14 @@ Notation as in :mod:`.iou_losses`: :math:`B, B^{gt}` the predicted and target bo
 :math:`C` the smallest box enclosing both (width :math:`C_w`, height :math:`C_h`),
 :math:`\rho` the distance between the centres, :math:`c^2 = C_w^2 + C_h^2`.
 """
-from numbers import Real
 from typing import Optional, Union
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from ._checks import check_boxes, check_choice, check_positive, check_tensor, upcast
+from ._checks import (check_boxes, check_choice, check_finite, check_positive, check_tensor,
+                      upcast)
 from .box_geometry import box_pair_geometry, center_offsets
 from .iou_losses import _aspect_term
 
@@ -28,15 +28,10 @@ ALPHA_IOU_BASES = ('iou', 'giou', 'diou', 'ciou')
 WIOU_VERSIONS = ('v1', 'v2', 'v3')
 
 
-def _number(name: str, value) -> None:
-    if not isinstance(value, Real) or isinstance(value, bool):
-        raise TypeError(f'{name} must be a number, got {type(value).__name__}')
-
-
 # --------------------------------------------------------------------------- SIoU
 def check_theta(theta: float) -> None:
-    """SIoU's ``theta`` is a number >= 1."""
-    _number('theta', theta)
+    """SIoU's ``theta`` is a finite number >= 1."""
+    check_finite('theta', theta)
     if theta < 1:
         raise ValueError(f'theta must be >= 1, got {theta}')
 
@@ -64,7 +59,7 @@ def siou_loss(pred: Tensor, target: Tensor, theta: float = 4.0, eps: float = 1e-
 
     Args:
         pred, target: ``Tensor[..., 4]``.
-        theta: the shape cost's exponent, >= 1 (paper: 4, chosen in [2, 6];
+        theta: the shape cost's exponent, finite, >= 1 (paper: 4, chosen in [2, 6];
             below 1 the shape cost has an infinite slope at a matching shape).
         eps: added to :math:`\sigma^2`, :math:`C_w^2`, :math:`C_h^2`,
             :math:`\max(w, w^{gt})` and the union.
@@ -147,8 +142,8 @@ def alpha_iou_loss(pred: Tensor, target: Tensor, alpha: float = 3.0, base: str =
     gives back the IoU / GIoU / DIoU / CIoU losses (AAAI form of CIoU, no gate).
 
     Args:
-        alpha: the power, > 0 (paper and reference default: 3; > 1 up-weights
-            high-IoU boxes).
+        alpha: the power, a finite number > 0 (paper and reference default: 3; > 1
+            up-weights high-IoU boxes).
         base: ``'iou'``, ``'giou'``, ``'diou'`` or ``'ciou'`` (the reference's training
             script uses ``'ciou'``).
         eps: added to the union, :math:`|C|`, :math:`c^2`, the heights in :math:`v`
@@ -212,12 +207,15 @@ def wiou_loss(pred: Tensor, target: Tensor, version: str = 'v3',
     Args:
         version: ``'v1'``, ``'v2'`` or ``'v3'`` (default).
         iou_mean: :math:`\overline{L_{IoU}}`, a float or a 0-d tensor (no gradient);
-            required for v2 and v3, ignored by v1. Clamped at ``eps``.
-        alpha, delta: v3's focusing parameters. Defaults 1.9 and 3.0: the paper's
-            (Sec. 4, with YOLOv7 on MS-COCO) and the reference's ``v1`` branch. The
-            reference's later code uses other values: 1.6 / 2.5, then 1.5 / 3.4, and
-            1.7 / 2.7 in its current ``IouLoss`` (December 2023).
-        gamma: v2's exponent, > 0 (0.5: the reference's ``sqrt``).
+            required for v2 and v3, ignored by v1. A float must be finite and > 0 (a
+            ``ValueError`` otherwise). A tensor's value is not checked on the host: it
+            is clamped at ``eps`` (a mean that underflowed to 0), and a negative or NaN
+            tensor makes the loss NaN.
+        alpha, delta: v3's focusing parameters, finite and > 0. Defaults 1.9 and
+            3.0: the paper's (Sec. 4, with YOLOv7 on MS-COCO) and the reference's ``v1``
+            branch. The reference's later code uses other values: 1.6 / 2.5, then
+            1.5 / 3.4, and 1.7 / 2.7 in its current ``IouLoss`` (December 2023).
+        gamma: v2's exponent, finite and > 0 (0.5: the reference's ``sqrt``).
         eps: added to the union and to :math:`C_w^2 + C_h^2`.
 
     Departures: none in the formula. The reference computes :math:`L_{IoU}` without
@@ -238,7 +236,7 @@ def wiou_loss(pred: Tensor, target: Tensor, version: str = 'v3',
                 raise ValueError(f'iou_mean must be a number or a tensor with one element, '
                                  f'got shape {tuple(iou_mean.shape)}')
         else:
-            _number('iou_mean', iou_mean)
+            check_positive('iou_mean', iou_mean)
     pred, target, dtype = upcast(pred, target)
     g = box_pair_geometry(pred, target, eps, enclosing=True, centers=True)
     l_iou = 1 - g.iou
@@ -250,7 +248,11 @@ def wiou_loss(pred: Tensor, target: Tensor, version: str = 'v3',
                 mean = iou_mean.detach().reshape(()).to(device=l_iou.device, dtype=l_iou.dtype)
             else:
                 mean = torch.tensor(float(iou_mean), device=l_iou.device, dtype=l_iou.dtype)
-            beta = l_iou / mean.clamp(min=eps)
+            # a tensor mean is not read on the host (no synchronisation): a negative
+            # one gives NaN rather than a plausible loss; 0 is clamped at eps
+            mean = torch.where(mean < 0, torch.full_like(mean, float('nan')),
+                               mean.clamp(min=eps))
+            beta = l_iou / mean
             if version == 'v2':
                 focus = beta.pow(gamma)
             else:
@@ -281,29 +283,36 @@ def wiou_running_mean(pred: Tensor, target: Tensor, iou_mean: Tensor, momentum: 
             current code fixes 0.01, the default here.
         valid: bool ``Tensor[...]`` (the boxes of the shape of ``pred[..., 0]`` that
             count: mmdet's dense heads pass every anchor, negatives with zero weight);
-            all when None. A call without valid boxes leaves the mean unchanged.
+            all when None. Boxes with a NaN or Inf coordinate never count (a diverging
+            prediction must not make the mean NaN for the rest of training). A call
+            without valid boxes leaves the mean unchanged.
         sync: when ``torch.distributed`` is initialised with several ranks, sum the
             batch statistic (sum of :math:`L_{IoU}` and count) over ranks with one
             ``all_reduce`` of two numbers, so every rank keeps the mean of the whole
             batch (every rank must make the same calls).
 
     Returns:
-        the new mean, a 0-d tensor of ``iou_mean``'s dtype and device. No host
-        synchronisation.
+        the new mean, a 0-d tensor of ``iou_mean``'s dtype and device. Computed from
+        the boxes in their own precision (float32 for half precision), accumulated in
+        float64. No host synchronisation.
     """
     check_boxes(pred, target)
     check_tensor('iou_mean', iou_mean)
-    _number('momentum', momentum)
+    check_finite('momentum', momentum)
     if not 0 < momentum <= 1:
         raise ValueError(f'momentum must be in (0, 1], got {momentum}')
     if valid is not None and valid.shape != pred.shape[:-1]:
         raise ValueError(f'valid must have shape {tuple(pred.shape[:-1])}, got '
                          f'{tuple(valid.shape)}')
     with torch.no_grad():
-        pred32, target32 = pred.detach().float(), target.detach().float()
-        l_iou = (1 - box_pair_geometry(pred32, target32, eps).iou).double()
-        mask = (torch.ones_like(l_iou, dtype=torch.bool) if valid is None
-                else valid.to(torch.bool))
+        # half precision in float32, float32 and float64 as they are; the sums in float64
+        pred, target, _ = upcast(pred.detach(), target.detach())
+        l_iou = (1 - box_pair_geometry(pred, target, eps).iou).double()
+        # a box with a NaN or Inf coordinate (a diverging prediction) does not count:
+        # one NaN would make the mean NaN for good (and be saved in checkpoints)
+        finite = torch.isfinite(pred).all(-1) & torch.isfinite(target).all(-1) \
+            & torch.isfinite(l_iou)
+        mask = finite if valid is None else finite & valid.to(torch.bool)
         stats = torch.stack([torch.where(mask, l_iou, torch.zeros_like(l_iou)).sum(),
                              mask.sum().double()])
         if sync and _world_size() > 1:

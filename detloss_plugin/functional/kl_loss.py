@@ -43,8 +43,8 @@ def kl_loss(pred: Tensor, pred_log_var: Tensor, target: Tensor, beta: float = 1.
         pred_log_var: :math:`\alpha = \log\sigma^2`, same shape as ``pred``: the
             log-variance of each coordinate, in the same (encoded) space as ``pred``.
         target: :math:`x_g`, same shape as ``pred``.
-        beta: threshold of Smooth L1 (>= 0); 1.0 is the paper's (Eq. 10); 0 gives
-            :math:`e^{-\alpha}|x| + \alpha/2`.
+        beta: threshold of Smooth L1, a finite number >= 0; 1.0 is the paper's
+            (Eq. 10); 0 gives :math:`e^{-\alpha}|x| + \alpha/2`.
 
     Returns:
         ``Tensor`` of the shape of ``pred``: the loss per coordinate, no reduction.
@@ -82,7 +82,10 @@ def kl_loss(pred: Tensor, pred_log_var: Tensor, target: Tensor, beta: float = 1.
     the saturation unchanged, and the gradients are cast back with saturation too.
     Alpha is not clamped (neither paper nor reference does): value and gradient are
     finite for :math:`|\alpha| \lesssim 88` in float32 (:math:`e^{88}` is near its
-    largest value).
+    largest value), and for any finite alpha where the prediction is exact
+    (:math:`S = 0`): there the loss is :math:`\alpha/2` with gradient 1/2 to alpha and
+    0 to the box, where a plain :math:`e^{-\alpha} \cdot 0` would give NaN once
+    :math:`e^{-\alpha}` overflows. NaN in any input gives NaN.
 
     Departures:
         * One loss term where the reference has three; same gradients, and the logged
@@ -101,7 +104,12 @@ def kl_loss(pred: Tensor, pred_log_var: Tensor, target: Tensor, beta: float = 1.
         smooth_l1 = diff
     else:
         smooth_l1 = torch.where(diff < beta, (0.5 / beta) * diff * diff, diff - 0.5 * beta)
-    loss = torch.exp(-pred_log_var) * smooth_l1 + 0.5 * pred_log_var
+    # e^-alpha * S is exactly 0 where S = 0, however large e^-alpha (e^89 is Inf in
+    # float32, and Inf * 0 is NaN): there alpha is replaced by 0 in the product, which
+    # stays 1 * 0 = 0 in value and gives the true gradient, 0, to alpha (through the
+    # where) and to the box (S' = 0 where S = 0).
+    safe_log_var = torch.where(smooth_l1 == 0, torch.zeros_like(pred_log_var), pred_log_var)
+    loss = torch.exp(-safe_log_var) * smooth_l1 + 0.5 * pred_log_var
     if dtype != loss.dtype:
         # saturate the half-precision value, but let the gradient through unchanged
         # (a plain clamp would zero it exactly where alpha is very negative)

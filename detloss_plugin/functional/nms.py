@@ -12,41 +12,51 @@ the paper's setting for SSD and Faster R-CNN; the authors' YOLOv3 (darknet) uses
 Two boxes with the same IoU are less likely to be duplicates when their centres are far
 apart, so DIoU-NMS keeps more of the boxes of nearby objects.
 
-Two implementations compute the same decisions (unions and diagonals are clamped at
-1e-12 before dividing; everything is float32 for float32/half input):
+Two implementations take the same decisions (unions and diagonals are clamped at
+1e-12 before dividing; everything is float32 for float32/half input; a NaN anywhere in
+a pair's arithmetic makes the pair suppress nothing, in both, since NaN propagates
+through every max, min and clamp and every comparison with NaN is false):
 
 - ``'c'``: the greedy loop in C (``csrc/diou_nms.c``, compiled on first use), CPU only,
-  float32; the fast path on CPU. For each kept box the sweep over the later boxes is
-  branch-free and vectorised (AVX2 where available). With ``beta != 1`` the sweep
-  marks the boxes with IoU above the threshold (only they can be suppressed, since
-  the penalty is >= 0) and the power is taken for those alone, so any ``beta`` runs
-  about as fast as ``beta = 1`` (docs/benchmarks.md).
-- ``'torch'``: portable (any device, any float dtype). The DIoU criterion is evaluated
-  for all pairs ``i < j`` in row blocks of bounded memory; the greedy result is then
-  the fixed point of ``keep[j] = not any(keep[i] for suppressing pairs (i, j))``,
-  reached by vectorised iterations (Cluster-NMS, Zheng et al., TCYB 2021: the number of
-  iterations is the length of the longest suppression chain, not the number of boxes).
-  With ``beta != 1`` the power is likewise taken only for the pairs with IoU above the
-  threshold.
+  float32 (half precision is converted). For each kept box the sweep over the later
+  boxes is branch-free and vectorised (AVX2 where available). With ``beta != 1`` the
+  sweep marks the boxes with IoU above the threshold (only they can be suppressed,
+  since the penalty is >= 0) and the power is taken for those alone.
+- ``'torch'``: any device, any float dtype. The DIoU criterion is evaluated for all
+  pairs ``i < j`` in row blocks of bounded memory; the greedy result is then the fixed
+  point of ``keep[j] = not any(keep[i] for suppressing pairs (i, j))``, reached by
+  vectorised iterations (Cluster-NMS, Zheng et al., TCYB 2021). Box ``j``'s state
+  depends only on the boxes before it, so after ``t`` iterations every box at the end
+  of a suppression chain of length below ``t`` is final: the fixed point is unique and
+  equals the greedy loop's result, after as many iterations as the longest chain, not
+  as many as the boxes. With ``beta != 1`` the power is taken only for the pairs with
+  IoU above the threshold.
 
-``backend='auto'`` takes ``'c'`` for float32/half tensors on the CPU when the kernel
-can be built, else ``'torch'``.
+``backend='auto'`` takes ``'c'`` for float32/half CPU tensors when the kernel can be
+built, else ``'torch'`` (and always ``'torch'`` on a GPU). Without a C compiler
+everything runs on the torch path (a warning says so once).
 
-Host synchronisation (GPU): NMS returns a data-dependent number of indices, so like
-mmcv's and torchvision's CUDA ``nms`` it must wait for the device. The torch backend
-waits once per row block of pairs (``nonzero``: ``_BLOCK_ELEMENTS`` pairs per block,
-one block up to 2048 boxes), once per fixed-point iteration (``torch.equal``: the
-length of the longest suppression chain, typically 2 to 5) and once for the kept
-indices. This is inference-time work, once per image after the score threshold and
-``nms_pre``; training never calls it. ``tools/benchmark.py --suite nms --device cuda``
-measures it against mmcv's CUDA ``nms``.
+The operator is ``torch.ops.detloss.diou_nms`` (a ``torch.library`` custom op with a
+fake kernel whose output length is a new unbacked size), so ``torch.compile`` traces a
+model that calls :func:`diou_nms` without a graph break, and
+``torch.library.opcheck`` passes. It has no gradient (its output is integer indices).
+
+On a GPU: a greedy loop written in torch (one kept box at a time) would wait for the
+device once per kept box. The torch path above waits once per row block of pairs
+(``nonzero``: ``_BLOCK_ELEMENTS`` pairs per block, one block up to 2048 boxes), once per
+fixed-point iteration (``torch.equal``: the length of the longest suppression chain,
+typically 2 to 5) and once for the kept indices. Like mmcv's and torchvision's CUDA
+``nms``, NMS returns a data-dependent number of indices, so it must wait for the device
+at least once; this is inference-time work, once per image after the score threshold
+and ``nms_pre``, never on the training path. ``tools/gpu_check.sh`` measures it (and the
+dense matrix form of :func:`.cluster_nms.cluster_diou_nms`) against mmcv's CUDA ``nms``.
 """
 import ctypes
 
 import torch
 from torch import Tensor
 
-from ._checks import check_choice, check_positive
+from ._checks import check_choice, check_finite, check_positive
 from ._kernels import BASE_FLAGS, CompiledLibrary
 
 __all__ = ['diou_nms', 'batched_diou_nms', 'NMS_BACKENDS']
@@ -80,11 +90,25 @@ def _check_nms_args(boxes: Tensor, scores: Tensor, iou_threshold: float, beta: f
     if not isinstance(scores, Tensor) or scores.shape != boxes.shape[:1]:
         raise ValueError(f'scores must be a tensor of shape ({boxes.shape[0]},), got '
                          f'{tuple(getattr(scores, "shape", ()))}')
-    if not isinstance(iou_threshold, (int, float)) or isinstance(iou_threshold, bool):
-        raise TypeError(f'iou_threshold must be a number, got {type(iou_threshold).__name__}')
+    check_finite('iou_threshold', iou_threshold)
+    if scores.device != boxes.device:
+        raise ValueError(f'scores must be on the device of boxes ({boxes.device}), got '
+                         f'{scores.device}')
     check_positive('beta', beta)
     check_choice('offset', offset, (0, 1))
     check_choice('backend', backend, NMS_BACKENDS)
+    if backend == 'c':
+        _check_kernel_input(boxes)
+
+
+def _check_kernel_input(boxes: Tensor) -> None:
+    """What the C kernel reads: CPU boxes of float32 or half precision (converted to
+    contiguous float32 by :func:`_kernel_boxes`)."""
+    if boxes.device.type != 'cpu':
+        raise ValueError(f"backend='c' needs CPU tensors, got boxes on {boxes.device}")
+    if boxes.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"backend='c' needs float32 or half-precision boxes (float64 "
+                         f"would be rounded), got {boxes.dtype}")
 
 
 def _pair_parts(boxes: Tensor, offset: float):
@@ -159,9 +183,16 @@ def _torch_nms_sorted(boxes: Tensor, iou_threshold: float, beta: float, offset: 
     return keep.nonzero().squeeze(1)
 
 
+def _kernel_boxes(boxes: Tensor) -> Tensor:
+    """The boxes as the C kernel reads them: a CPU ``Tensor[N, 4]`` of contiguous
+    float32 (half precision converted, other devices and float64 refused)."""
+    _check_kernel_input(boxes)
+    return boxes.detach().to(torch.float32).contiguous()
+
+
 def _c_nms_sorted(kernel, boxes: Tensor, iou_threshold: float, beta: float,
                   offset: float) -> Tensor:
-    boxes = boxes.detach().to(torch.float32).contiguous()
+    boxes = _kernel_boxes(boxes)
     n = boxes.shape[0]
     suppressed = torch.zeros(n, dtype=torch.uint8)
     keep = torch.empty(n, dtype=torch.int64)
@@ -172,13 +203,51 @@ def _c_nms_sorted(kernel, boxes: Tensor, iou_threshold: float, beta: float,
     return keep[:num]
 
 
+def _kernel_for(boxes: Tensor, backend: str):
+    """The ctypes function when ``backend`` (after ``'auto'``) is the C kernel, else None."""
+    if backend == 'torch':
+        return None
+    usable = boxes.device.type == 'cpu' and boxes.dtype != torch.float64
+    kernel = NMS_KERNEL.load() if usable else None
+    if backend == 'c' and kernel is None:
+        raise RuntimeError("backend='c': the C DIoU-NMS kernel could not be built")
+    return kernel
+
+
+@torch.library.custom_op('detloss::diou_nms', mutates_args=())
+def _diou_nms_op(boxes: Tensor, scores: Tensor, iou_threshold: float, beta: float,
+                 offset: int, backend: str) -> Tensor:
+    """``torch.ops.detloss.diou_nms``: :func:`diou_nms` with every argument given."""
+    _check_nms_args(boxes, scores, iou_threshold, beta, offset, backend)
+    if boxes.shape[0] == 0:
+        return torch.empty(0, dtype=torch.int64, device=boxes.device)
+    order = torch.sort(scores, descending=True, stable=True).indices
+    sorted_boxes = boxes[order]
+    kernel = _kernel_for(sorted_boxes, backend)
+    if kernel is not None:
+        kept = _c_nms_sorted(kernel, sorted_boxes, iou_threshold, beta, offset)
+    else:
+        if sorted_boxes.dtype in (torch.float16, torch.bfloat16):
+            sorted_boxes = sorted_boxes.float()
+        kept = _torch_nms_sorted(sorted_boxes, iou_threshold, beta, offset)
+    return order[kept.to(order.device)]
+
+
+@_diou_nms_op.register_fake
+def _diou_nms_fake(boxes, scores, iou_threshold, beta, offset, backend):
+    _check_nms_args(boxes, scores, iou_threshold, beta, offset, backend)
+    # how many boxes are kept depends on the data: a new unbacked size
+    num_kept = torch.library.get_ctx().new_dynamic_size()
+    return boxes.new_empty((num_kept,), dtype=torch.int64)
+
+
 def diou_nms(boxes: Tensor, scores: Tensor, iou_threshold: float, beta: float = 1.0,
              offset: float = 0, backend: str = 'auto') -> Tensor:
     """DIoU-NMS of one set of boxes.
 
     Args:
-        boxes: ``Tensor[N, 4]`` boxes ``(x1, y1, x2, y2)``.
-        scores: ``Tensor[N]``.
+        boxes: ``Tensor[N, 4]`` boxes ``(x1, y1, x2, y2)``, floating point.
+        scores: ``Tensor[N]`` on the device of ``boxes``.
         iou_threshold: a box is suppressed when ``IoU - (rho^2 / c^2) ** beta`` with a
             higher-scoring kept box is strictly greater than this.
         beta: exponent of the distance penalty (> 0); 1.0 (SSD, Faster R-CNN), 0.6
@@ -188,29 +257,11 @@ def diou_nms(boxes: Tensor, scores: Tensor, iou_threshold: float, beta: float = 
 
     Returns:
         ``Tensor[K]`` int64 indices of the kept boxes, by descending score (ties keep
-        their input order).
+        their input order; NaN scores sort first, as in ``torch.sort``).
     """
     _check_nms_args(boxes, scores, iou_threshold, beta, offset, backend)
-    if boxes.shape[0] == 0:
-        return torch.empty(0, dtype=torch.int64, device=boxes.device)
-    order = torch.sort(scores, descending=True, stable=True).indices
-    sorted_boxes = boxes[order]
-    kernel = None
-    if backend != 'torch':
-        usable = sorted_boxes.device.type == 'cpu' and sorted_boxes.dtype != torch.float64
-        if backend == 'c' and not usable:
-            raise ValueError(f"backend='c' needs CPU tensors in float32 or half, got "
-                             f'{sorted_boxes.dtype} on {sorted_boxes.device}')
-        kernel = NMS_KERNEL.load() if usable else None
-        if backend == 'c' and kernel is None:
-            raise RuntimeError("backend='c': the C DIoU-NMS kernel could not be built")
-    if kernel is not None:
-        kept = _c_nms_sorted(kernel, sorted_boxes, float(iou_threshold), float(beta), offset)
-    else:
-        if sorted_boxes.dtype in (torch.float16, torch.bfloat16):
-            sorted_boxes = sorted_boxes.float()
-        kept = _torch_nms_sorted(sorted_boxes, float(iou_threshold), float(beta), offset)
-    return order[kept.to(order.device)]
+    return torch.ops.detloss.diou_nms(boxes.detach(), scores.detach(), float(iou_threshold),
+                                      float(beta), int(offset), backend)
 
 
 def batched_diou_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float,

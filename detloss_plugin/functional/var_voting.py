@@ -82,6 +82,18 @@ def _check_args(boxes, scores, variances, keep, idxs, sigma_t) -> None:
     check_positive('sigma_t', sigma_t)
 
 
+def _check_values(variances: Tensor, keep: Tensor, n: int) -> None:
+    """The checks that read tensor values: one host synchronisation (inference)."""
+    negative, out_of_range = torch.stack([
+        (variances < 0).any(), ((keep < 0) | (keep >= n)).any()]).tolist()
+    if negative:
+        raise ValueError(f'variances must be >= 0 (sigma^2 per coordinate), got a minimum '
+                         f'of {variances.min().item()}')
+    if out_of_range:
+        raise ValueError(f'keep must hold indices in [0, {n}) into boxes of shape ({n}, 4), '
+                         f'got values from {keep.min().item()} to {keep.max().item()}')
+
+
 def var_voting(boxes: Tensor, scores: Tensor, variances: Tensor, keep: Tensor,
                sigma_t: float = 0.01, idxs: Optional[Tensor] = None) -> Tensor:
     r"""Refine the boxes that NMS kept by variance voting over all candidates.
@@ -92,10 +104,13 @@ def var_voting(boxes: Tensor, scores: Tensor, variances: Tensor, keep: Tensor,
             ``idxs``).
         scores: ``Tensor[N]`` their scores; returned alongside the voted boxes (the
             vote itself does not use them, see the module docstring).
-        variances: ``Tensor[N, 4]``, :math:`\sigma^2` of each coordinate, > 0, in the
-            coordinates of ``boxes``.
-        keep: ``Tensor[K]`` integer indices into ``boxes`` of the boxes NMS kept.
-        sigma_t: :math:`\sigma_t` (> 0) of the IoU weight; 0.01 (the reference).
+        variances: ``Tensor[N, 4]``, :math:`\sigma^2` of each coordinate, >= 0 (a
+            negative value is an error), in the coordinates of ``boxes``; any float
+            dtype (it need not be that of ``boxes``).
+        keep: ``Tensor[K]`` integer indices into ``boxes`` of the boxes NMS kept, in
+            ``[0, N)`` (a negative index is an error, not Python's from-the-end).
+        sigma_t: :math:`\sigma_t`, a finite number > 0, of the IoU weight; 0.01 (the
+            reference).
         idxs: optional ``Tensor[N]`` group of each candidate (class, or image and
             class): a candidate votes only for kept boxes of its own group.
 
@@ -107,11 +122,16 @@ def var_voting(boxes: Tensor, scores: Tensor, variances: Tensor, keep: Tensor,
     :math:`l_i = -(1 - IoU_i)^2/\sigma_t - \log\sigma_i^2` (the same normalised weights
     as :math:`p_i / \sigma_i^2`, without overflow for tiny variances), only for the
     (kept box, candidate) pairs that vote; variances are clamped below at the dtype's
-    smallest normal number. Selecting the voting pairs is one host synchronisation per
-    block of kept boxes (inference only). A kept box always votes for
-    itself, also when it has zero area (IoU 0 with itself). Half-precision inputs are
-    computed in float32. No gradient is meant to flow (inference), but the function is
-    differentiable.
+    smallest normal number (a zero variance, such as a standard deviation that
+    underflowed, makes that candidate decide the coordinate). A candidate with an
+    infinite variance has weight 0 (the limit of :math:`p_i/\sigma_i^2`); a coordinate
+    for which every voter has an infinite variance keeps the kept box's value. NaN in
+    a voter's box or variance gives NaN. Checking ``variances`` and ``keep`` is one
+    host synchronisation and selecting the voting pairs one per block of kept boxes
+    (inference only). A kept box always votes for itself, also when it has zero area
+    (IoU 0 with itself). Boxes and variances are computed in the wider of their dtypes,
+    at least float32; the result has the dtype of ``boxes``. No gradient is meant to
+    flow (inference), but the function is differentiable.
     """
     _check_args(boxes, scores, variances, keep, idxs, sigma_t)
     dtype = boxes.dtype
@@ -119,10 +139,14 @@ def var_voting(boxes: Tensor, scores: Tensor, variances: Tensor, keep: Tensor,
     if k == 0:
         return boxes.new_zeros((0, 5))
     keep = keep.to(boxes.device)
-    if dtype in (torch.float16, torch.bfloat16):
-        boxes, variances = boxes.float(), variances.float()
     n = boxes.shape[0]
-    log_var = variances.clamp(min=torch.finfo(variances.dtype).tiny).log()  # (N, 4)
+    _check_values(variances, keep, n)
+    # one working dtype for boxes and variances (float32 boxes may come with float64
+    # variances), at least float32
+    work = torch.promote_types(torch.promote_types(dtype, variances.dtype), torch.float32)
+    boxes, variances = boxes.to(work), variances.to(work)
+    tiny = torch.finfo(work).tiny
+    log_var = variances.clamp(min=tiny).log()  # (N, 4); +Inf for an infinite variance
     voted = []
     block = max(1, _BLOCK_ELEMENTS // max(n, 1))
     for start in range(0, k, block):  # row blocks of kept boxes: memory, not a per-box loop
@@ -138,10 +162,16 @@ def var_voting(boxes: Tensor, scores: Tensor, variances: Tensor, keep: Tensor,
         r4 = r[:, None].expand(-1, 4)
         row_max = logit.new_full((rows.shape[0], 4), float('-inf')).scatter_reduce(
             0, r4, logit, 'amax')
-        # the shift cancels in num / den: no gradient needed through it
-        weight = torch.exp(logit - row_max.detach()[r])                       # <= 1
+        # the shift cancels in num / den: no gradient needed through it. A coordinate
+        # whose voters all have infinite variance has row_max -Inf: shifted by 0, its
+        # weights are all 0 (no information to vote with) and it keeps the kept box's
+        # value below.
+        shift = row_max.detach()
+        shift = torch.where(shift == float('-inf'), torch.zeros_like(shift), shift)
+        weight = torch.exp(logit - shift[r])                                  # <= 1
         num = boxes.new_zeros((rows.shape[0], 4)).index_add_(0, r, weight * boxes[c])
         den = boxes.new_zeros((rows.shape[0], 4)).index_add_(0, r, weight)
-        voted.append(num / den)   # den >= 1: each row's largest weight is exactly 1
+        # den >= 1 where a voter has a finite variance (a row's largest weight is 1)
+        voted.append(torch.where(den > 0, num / den.clamp(min=tiny), boxes[rows]))
     voted = torch.cat(voted, dim=0)
     return torch.cat([voted, scores[keep].to(voted.dtype)[:, None]], dim=1).to(dtype)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from detloss_plugin.functional._checks import check_finite
 from detloss_plugin.functional.nms import diou_nms
 from detloss_plugin.registry import MODELS
 
@@ -51,6 +52,7 @@ def as_mmcv_nms(keep_fn, boxes, scores, score_threshold: float = 0, max_num: int
     """Wrap ``keep_fn(boxes, scores) -> keep`` (indices by descending score) into
     ``mmcv.ops.nms``'s contract: numpy or tensors in, ``(dets[K, 5], keep[K])`` out,
     ``score_threshold`` applied first (when > 0), at most ``max_num`` boxes (when > 0)."""
+    check_finite('score_threshold', score_threshold)
     is_numpy = isinstance(boxes, np.ndarray)
     if is_numpy:
         boxes, scores = torch.from_numpy(boxes), torch.from_numpy(scores)

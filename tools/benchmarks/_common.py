@@ -5,7 +5,7 @@ measurements whose ``label`` / ``sub_label`` / ``description`` let ``Compare`` t
 them), where ``args`` has ``.device`` ('cpu' or 'cuda'), ``.threads`` (list of int) and
 ``.quick`` (bool); optionally ``extras(args) -> dict`` (peak memory, loss values, host
 synchronisations, ...). ``tools/benchmark.py --suite <name>`` runs it; so does
-``python tools/benchmarks/<name>.py`` (:func:`standalone`).
+``python -m tools.benchmarks.<name>`` (:func:`standalone`).
 
 Timing is ``torch.utils.benchmark.Timer`` (warm-up, ``torch.set_num_threads`` per
 measurement, CUDA synchronisation around each block of calls); :func:`measure_cases`
@@ -27,8 +27,6 @@ import torch
 from torch.utils.benchmark import Compare, Measurement, Timer
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:          # detloss_plugin from this checkout
-    sys.path.insert(0, str(REPO))
 
 
 # ---- contenders and cases, as data -----------------------------------------------------
@@ -64,6 +62,16 @@ class Case:
     note: str = ''
     min_run_time: float = 1.0     # seconds of timed calls per contender and size
     extra: Dict[str, object] = field(default_factory=dict)
+
+
+def compile_loss(loss_of: Callable) -> Callable:
+    """``loss_of`` under ``torch.compile(fullgraph=True)`` (inductor, torch's default
+    shape handling: static for the first size, one dynamic-shape graph after a size
+    changes). Compilation happens in the warm-up calls and is never timed.
+    ``$DETLOSS_BENCH_COMPILE_BACKEND`` names another backend (the tests use
+    ``aot_eager``, which compiles in a fraction of the time)."""
+    backend = os.environ.get('DETLOSS_BENCH_COMPILE_BACKEND', 'inductor')
+    return torch.compile(loss_of, fullgraph=True, backend=backend)
 
 
 def pow2(n: int) -> str:
@@ -247,7 +255,7 @@ def ratio_lines(measurements: List[Measurement]) -> List[str]:
 
 def standalone(run: Callable, extras: Optional[Callable] = None, argv=None,
                description: str = '') -> int:
-    """``python tools/benchmarks/<suite>.py [--device] [--threads ...] [--quick]``."""
+    """``python -m tools.benchmarks.<suite> [--device] [--threads ...] [--quick]``."""
     parser = add_common_args(argparse.ArgumentParser(description=description))
     args = parser.parse_args(argv)
     measurements = run(args)

@@ -2,7 +2,7 @@
 (and torchvision's focal), forward then ``backward()`` into the logits, as
 ``AnchorHead`` calls ``loss_cls``.
 
-    python tools/benchmark.py --suite classification [--device cuda] [--threads 1 2] [--quick]
+    python -m tools.benchmark --suite classification [--device cuda] [--threads 1 2] [--quick]
 
 Inputs (:func:`dense_scores`): ``Tensor[n, 80]`` logits around RetinaNet's prior bias
 (N(-4.6, 1.5)), ~1% positive anchors (their class logit raised by 3), 5% ignored
@@ -14,11 +14,8 @@ import math
 
 import torch
 
-if __package__ in (None, ''):
-    import os
-    import sys
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import Case, Contender, measure_cases, pow2, standalone, version  # noqa: E402
+from tools.benchmarks._common import (Case, Contender, compile_loss, measure_cases, pow2,
+                                      standalone, version)
 
 NUM_CLASSES = 80
 SIZES, QUICK = [2 ** 14, 2 ** 16, 2 ** 17], [2 ** 10, 2 ** 12]
@@ -68,49 +65,31 @@ def _mmdet_registry():
     return MODELS
 
 
-def module_contender(description, registry, type_name, ref=False, ghm=False, **cfg):
+def module_contender(description, registry, type_name, ref=False, ghm=False,
+                     compiled=False, **cfg):
     """``loss_cls(cls_score, labels, label_weights, avg_factor=num_pos)``; mmdet's
-    ``GHMC`` takes the weights positionally and ignores ``avg_factor``."""
+    ``GHMC`` takes the weights positionally and ignores ``avg_factor``. ``compiled``:
+    under ``torch.compile(fullgraph=True)``."""
     def build_loss(inputs):
         device = inputs['pred'].device
         module = registry().build(dict(type=type_name, **cfg)).to(device)
         labels, weight, avg = inputs['target'], inputs['weight'], inputs['avg_factor']
         if ghm:
-            return lambda p: module(p, labels, weight)
-        return lambda p: module(p, labels, weight, avg_factor=avg)
+            loss_of = lambda p: module(p, labels, weight)  # noqa: E731
+        else:
+            loss_of = lambda p: module(p, labels, weight, avg_factor=avg)  # noqa: E731
+        return compile_loss(loss_of) if compiled else loss_of
     return Contender(description, _step(build_loss), ref=ref)
 
 
-def focal_function(description, fast=True, torchvision=False):
-    """The element-wise loss on 0/1 targets with the head's weighted mean."""
+def torchvision_focal():
+    """``torchvision.ops.sigmoid_focal_loss`` on 0/1 targets with the head's weighted
+    mean."""
     def build_loss(inputs):
-        if torchvision:
-            from torchvision.ops import sigmoid_focal_loss as fn
-            kw = dict(alpha=0.25, gamma=2.0, reduction='none')
-        else:
-            from detloss_plugin.functional import sigmoid_focal_loss as fn
-            kw = dict(alpha=0.25, gamma=2.0, fast=fast)
+        from torchvision.ops import sigmoid_focal_loss as fn
         t, w, avg = inputs['onehot'], inputs['weight'].unsqueeze(1), inputs['avg_factor']
-        return lambda p: (fn(p, t, **kw) * w).sum() / avg
-    return Contender(description, _step(build_loss))
-
-
-def ghmc_plain(bins, momentum):
-    """detloss's functional GHM-C (plain code) with what its module adds."""
-    def build_loss(inputs):
-        from detloss_plugin.functional import ghmc_loss
-        t = inputs['onehot']
-        valid = (inputs['weight'] > 0).unsqueeze(1).expand_as(t)
-        state = [torch.zeros(bins, device=t.device)]
-
-        def loss_of(p):
-            loss, total, acc = ghmc_loss(p, t, valid, bins, momentum,
-                                         state[0] if momentum else None, fast=False)
-            if acc is not None:
-                state[0] = acc
-            return loss.sum() / total
-        return loss_of
-    return Contender('detloss plain', _step(build_loss))
+        return lambda p: (fn(p, t, alpha=0.25, gamma=2.0, reduction='none') * w).sum() / avg
+    return Contender('torchvision', _step(build_loss))
 
 
 def _value(out):
@@ -126,7 +105,8 @@ def ghmc_case(bins, momentum, note):
                 dense_scores, [
                     module_contender('detloss', _detloss_registry, 'detloss_plugin.GHMC',
                                      ref=True, ghm=True, **cfg),
-                    ghmc_plain(bins, momentum),
+                    module_contender('detloss compiled', _detloss_registry,
+                                     'detloss_plugin.GHMC', ghm=True, compiled=True, **cfg),
                     module_contender(f"mmdet {version('mmdet')}", _mmdet_registry, 'GHMC',
                                      ghm=True, **cfg),
                 ], size_name=pow2, memory=True, syncs=True, value=_value, note=note)
@@ -136,10 +116,10 @@ CASES = [
     Case('classification', 'sigmoid focal (alpha 0.25, gamma 2)', SIZES, QUICK, dense_scores, [
         module_contender('detloss', _detloss_registry, 'detloss_plugin.FocalLoss', ref=True,
                          **FOCAL),
-        focal_function('detloss function'),
-        focal_function('detloss plain', fast=False),
+        module_contender('detloss compiled', _detloss_registry, 'detloss_plugin.FocalLoss',
+                         compiled=True, **FOCAL),
         module_contender(f"mmdet {version('mmdet')}", _mmdet_registry, 'FocalLoss', **FOCAL),
-        focal_function('torchvision', torchvision=True),
+        torchvision_focal(),
     ], size_name=pow2, memory=True, syncs=True, value=_value,
         note="n anchors x 80 classes; mmdet's FocalLoss: py_sigmoid_focal_loss on the CPU, "
              "mmcv's CUDA kernel on a GPU"),

@@ -1,24 +1,21 @@
 """DIoU-NMS: detloss against mmcv's and torchvision's NMS (plain IoU NMS: a different
 criterion, so the kept counts differ; DIoU-NMS does more work per pair).
 
-    python tools/benchmark.py --suite diou_nms [--device cuda] [--threads 1 2] [--quick]
+    python -m tools.benchmark --suite diou_nms [--device cuda] [--threads 1 2] [--quick]
 
 Inputs (:func:`detections`): ``n`` boxes around n/25 objects in a 1333 x 800 image,
 uniform scores, IoU threshold 0.5. On the CPU detloss runs its C kernel (and the torch
 backend for comparison, up to 10k boxes); on a GPU its torch backend, whose host
 synchronisations (one ``nonzero`` per row block, one ``torch.equal`` per fixed-point
-iteration) are counted in ``extras`` next to mmcv's. ``extras``: kept counts and host
-synchronisations per call.
+iteration) are counted in ``extras`` next to mmcv's. ``detloss cluster_diou_nms`` is
+the dense matrix form (Cluster-NMS, the same kept boxes), up to 10k boxes.
+``extras``: kept counts and host synchronisations per call.
 """
 import math
 
 import torch
 
-if __package__ in (None, ''):
-    import os
-    import sys
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import Case, Contender, measure_cases, standalone  # noqa: E402
+from tools.benchmarks._common import Case, Contender, measure_cases, standalone
 
 IMAGE_WH = (1333.0, 800.0)
 SIZES, QUICK = [1000, 10000, 50000], [1000, 4000]
@@ -55,6 +52,11 @@ def _diou_nms(backend='auto'):
     return lambda b, s, thr: diou_nms(b, s, thr, backend=backend)
 
 
+def _cluster_diou_nms():
+    from detloss_plugin.functional import cluster_diou_nms
+    return cluster_diou_nms
+
+
 def _mmcv_nms():
     from mmcv.ops import nms
     return nms
@@ -76,6 +78,7 @@ CASES = [
         nms_contender('detloss diou_nms', _diou_nms),
         nms_contender('detloss diou_nms (torch backend)', lambda: _diou_nms('torch'),
                       max_n=10000, devices=('cpu',)),
+        nms_contender('detloss cluster_diou_nms', _cluster_diou_nms, max_n=10000),
         nms_contender('mmcv.ops.nms', _mmcv_nms),
         nms_contender('torchvision.ops.nms', _torchvision_nms),
     ], syncs=True, value=_kept, min_run_time=1.0,

@@ -2,23 +2,19 @@
 definition, forward with a per-box weight and ``avg_factor`` then ``backward()`` into
 ``pred``, as a head does.
 
-    python tools/benchmark.py --suite iou_family [--device cuda] [--threads 1 2] [--quick]
+    python -m tools.benchmark --suite iou_family [--device cuda] [--threads 1 2] [--quick]
 
-Contenders: ``detloss`` (the registered module: the compiled CPU kernel on the CPU, the
-torch fast path on a GPU), ``detloss fast (torch impl.)`` (the torch fast path forced on
-the CPU), ``detloss plain`` (``fast=False``), ``mmdet <version>`` and ``torchvision``
-(``torchvision.ops``; reported MISSING where it does not import). ``extras``: each
-call's peak memory.
+Contenders: ``detloss`` (the registered module, eager), ``detloss compiled`` (the same
+module's forward under ``torch.compile(fullgraph=True)``, inductor; the backward is the
+compiled graph's too), ``mmdet <version>`` and ``torchvision`` (``torchvision.ops``;
+reported MISSING where it does not import). ``extras``: each call's peak memory.
 """
 import math
 
 import torch
 
-if __package__ in (None, ''):
-    import os
-    import sys
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import Case, Contender, measure_cases, pow2, standalone, version  # noqa: E402
+from tools.benchmarks._common import (Case, Contender, compile_loss, measure_cases, pow2,
+                                      standalone, version)
 
 IMAGE_WH = (1333.0, 800.0)
 SIZES, QUICK = [2 ** 12, 2 ** 16, 2 ** 20], [2 ** 10, 2 ** 12]
@@ -55,29 +51,14 @@ def _step(inputs, loss_of):
     return step
 
 
-def detloss_module(type_name, **cfg):
+def detloss_module(type_name, compiled=False, **cfg):
     def build(inputs):
         import detloss_plugin  # noqa: F401
         from detloss_plugin.registry import MODELS
         module = MODELS.build(dict(type=f'detloss_plugin.{type_name}', **cfg))
-        return _step(inputs, lambda p, t, w, a: module(p, t, weight=w, avg_factor=a))
-    return Contender('detloss', build, ref=True)
-
-
-def detloss_function(fn_name, description, fast=True, **kwargs):
-    def build(inputs):
-        from detloss_plugin import functional as F
-        fn = getattr(F, fn_name)
-        return _step(inputs, lambda p, t, w, a: (fn(p, t, fast=fast, **kwargs) * w).sum() / a)
-    return Contender(description, build)
-
-
-def detloss_torch_fast_path(kind, **options):
-    def build(inputs):
-        from detloss_plugin.functional import _fused_iou
-        return _step(inputs, lambda p, t, w, a: (_fused_iou.fused_iou_family(
-            kind, p, t, cpu_kernel=False, **options) * w).sum() / a)
-    return Contender('detloss fast (torch impl.)', build, devices=('cpu',))
+        loss_of = lambda p, t, w, a: module(p, t, weight=w, avg_factor=a)  # noqa: E731
+        return _step(inputs, compile_loss(loss_of) if compiled else loss_of)
+    return Contender('detloss compiled' if compiled else 'detloss', build, ref=not compiled)
 
 
 def mmdet_module(type_name, **cfg):
@@ -97,13 +78,10 @@ def torchvision_loss(fn_name):
     return Contender('torchvision', build)
 
 
-def case(name, module, function, kind, kwargs=None, mmdet=None, torchvision=None, note=''):
+def case(name, module, kwargs=None, mmdet=None, torchvision=None, note=''):
     kwargs = kwargs or {}
-    options = {k: v for k, v in kwargs.items() if k != 'mode'}
     contenders = [detloss_module(module, **kwargs),
-                  detloss_function(function, 'detloss function', **kwargs),
-                  detloss_torch_fast_path(kind, **options),
-                  detloss_function(function, 'detloss plain', fast=False, **kwargs)]
+                  detloss_module(module, compiled=True, **kwargs)]
     if mmdet is not None:
         contenders.append(mmdet_module(mmdet[0], **mmdet[1]))
     if torchvision is not None:
@@ -112,26 +90,21 @@ def case(name, module, function, kind, kwargs=None, mmdet=None, torchvision=None
                 memory=True, note=note, min_run_time=1.0)
 
 
-# the cases, as data: (name, module, function, fast-path kind, options, mmdet peer,
-# torchvision peer)
+# the cases, as data: (name, module, options, mmdet peer, torchvision peer)
 CASES = [
-    case('iou (linear)', 'IoULoss', 'iou_loss', 'iou_linear', dict(mode='linear'),
-         mmdet=('IoULoss', dict(mode='linear'))),
-    case('iou (log)', 'IoULoss', 'iou_loss', 'iou_log', dict(mode='log'),
-         mmdet=('IoULoss', dict(mode='log'))),
-    case('giou', 'GIoULoss', 'giou_loss', 'giou', mmdet=('GIoULoss', {}),
-         torchvision='generalized_box_iou_loss'),
-    case('diou', 'DIoULoss', 'diou_loss', 'diou', mmdet=('DIoULoss', {}),
-         torchvision='distance_box_iou_loss'),
-    case('ciou (AAAI)', 'CIoULoss', 'ciou_loss', 'ciou', torchvision='complete_box_iou_loss',
+    case('iou (linear)', 'IoULoss', dict(mode='linear'), mmdet=('IoULoss', dict(mode='linear'))),
+    case('iou (log)', 'IoULoss', dict(mode='log'), mmdet=('IoULoss', dict(mode='log'))),
+    case('giou', 'GIoULoss', mmdet=('GIoULoss', {}), torchvision='generalized_box_iou_loss'),
+    case('diou', 'DIoULoss', mmdet=('DIoULoss', {}), torchvision='distance_box_iou_loss'),
+    case('ciou (AAAI)', 'CIoULoss', dict(alpha_gate=False), torchvision='complete_box_iou_loss',
          note="alpha always on; mmdet's CIoULoss gates alpha: see ciou (alpha_gate)"),
-    case('ciou (alpha_gate)', 'CIoULoss', 'ciou_loss', 'ciou', dict(alpha_gate=True),
-         mmdet=('CIoULoss', {})),
-    case('ciou (authors_gradient)', 'CIoULoss', 'ciou_loss', 'ciou',
-         dict(authors_gradient=True), note='no peer implements this gradient'),
-    case('eiou (Efficient-IoU)', 'EfficientIoULoss', 'eiou_loss', 'eiou',
+    case('ciou (alpha_gate)', 'CIoULoss', dict(alpha_gate=True), mmdet=('CIoULoss', {})),
+    case('ciou (authors_gradient)', 'CIoULoss', dict(authors_gradient=True),
+         note='no peer implements this gradient'),
+    case('eiou (Efficient-IoU)', 'EfficientIoULoss',
          note="no peer: mmdet's EIoULoss is the Extended-IoU loss"),
-    case('focal_eiou', 'FocalEIoULoss', 'focal_eiou_loss', 'focal_eiou', note='no peer'),
+    # the paper's differentiated weight (the module defaults to the detached one)
+    case('focal_eiou', 'FocalEIoULoss', dict(detach_weight=False), note='no peer'),
 ]
 
 _EXTRAS: dict = {}

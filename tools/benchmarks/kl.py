@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Benchmark suite ``kl``: the KL loss and variance voting (He et al., CVPR 2019).
 
-    python tools/benchmarks/kl.py --threads 1          # standalone, prints Compare
-    python tools/benchmarks/kl.py --quick --device cpu
-    python tools/benchmark.py --suite kl               # through the dispatcher
+    python -m tools.benchmarks.kl --threads 1          # standalone, prints Compare
+    python -m tools.benchmarks.kl --quick --device cpu
+    python -m tools.benchmark --suite kl               # through the dispatcher
 
 Cases (``torch.utils.benchmark``; label / sub_label / description for ``Compare``). The
 contenders of a case are timed in interleaved rounds (3 quick, 7 full) of
@@ -23,15 +23,9 @@ contenders of a case are timed in interleaved rounds (3 quick, 7 full) of
 looped voting (they compute the same thing).
 """
 import argparse
-import os.path as osp
-import sys
 
 import torch
 import torch.utils.benchmark as benchmark
-
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
 
 LOSS_SIZES = (512, 4096, 16384)
 LOSS_SIZES_QUICK = (512, 4096)

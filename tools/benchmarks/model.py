@@ -1,7 +1,7 @@
 """Model-level benchmark: N training iterations of a detector from a config, in the
 spirit of mmdet's ``tools/analysis_tools/benchmark.py`` (which times inference).
 
-    python tools/benchmark.py --suite model [--device cuda] [--threads 4] [--quick] -- \\
+    python -m tools.benchmark --suite model [--device cuda] [--threads 4] [--quick] -- \\
         [CONFIG] [--cfg-options KEY=VALUE ...] [--vs-cfg-options KEY=VALUE ...] \\
         [--iters 20] [--warmup 5] [--amp]
 
@@ -25,10 +25,8 @@ config, ``description`` = the loss types); ``extras`` holds s/iter, peak memory,
 loss time and share per variant.
 """
 import argparse
-import os
 import resource
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,9 +35,7 @@ import torch
 from torch.utils.benchmark import Measurement
 from torch.utils.benchmark.utils.common import TaskSpec
 
-if __package__ in (None, ''):
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import REPO, add_common_args, device_of, short_error  # noqa: E402
+from tools.benchmarks._common import REPO, add_common_args, device_of, short_error
 
 DEFAULT_CONFIG = REPO / 'configs' / 'quickstart' / 'retinanet_r18-slim_giou_synthetic.py'
 

@@ -3,9 +3,9 @@
 against mmdet's ``SIoULoss`` and detloss's CIoU, and Cluster-DIoU-NMS against
 ``diou_nms`` (C and torch backends) and mmcv's ``nms`` at 1k and 10k boxes.
 
-    python tools/benchmarks/new_box_losses.py --threads 1          # standalone
-    python tools/benchmarks/new_box_losses.py --quick --threads 1  # smaller, shorter
-    python tools/benchmark.py --suite new_box_losses               # through the dispatcher
+    python -m tools.benchmarks.new_box_losses --threads 1          # standalone
+    python -m tools.benchmarks.new_box_losses --quick --threads 1  # smaller, shorter
+    python -m tools.benchmark --suite new_box_losses               # through the dispatcher
 
 Contract (HELPERS.md): ``run(args) -> list`` of ``torch.utils.benchmark`` Measurements
 (label / sub_label / description for ``Compare``), ``extras(args) -> dict`` for numbers
@@ -67,11 +67,11 @@ def _loss_contenders():
     import detloss_plugin  # noqa: F401
     from detloss_plugin.models.losses import AlphaIoULoss, CIoULoss, SIoULoss, WIoULoss
     out = {
-        'detloss SIoULoss': lambda: SIoULoss(),
+        'detloss SIoULoss (paper form)': lambda: SIoULoss(form='paper', eps=1e-7),
         'detloss AlphaIoULoss (ciou, 3)': lambda: AlphaIoULoss(),
         'detloss WIoULoss v3 (train)': lambda: WIoULoss().train(),
         'detloss WIoULoss v1': lambda: WIoULoss(version='v1'),
-        'detloss CIoULoss (fast path)': lambda: CIoULoss(),
+        'detloss CIoULoss (ungated)': lambda: CIoULoss(alpha_gate=False, eps=1e-7),
     }
     try:
         from mmdet.models.losses import SIoULoss as MMSIoULoss
@@ -142,7 +142,7 @@ def extras(args) -> Dict[str, object]:
     try:
         from mmdet.models.losses import SIoULoss as MMSIoULoss
         grads = []
-        for module in (SIoULoss(), MMSIoULoss(neg_gamma=True, eps=1e-7)):
+        for module in (SIoULoss(form='paper', eps=1e-7), MMSIoULoss(neg_gamma=True, eps=1e-7)):
             x = pred.clone().requires_grad_()
             module(x, target, weight, avg_factor=weight.sum()).backward()
             grads.append(x.grad)

@@ -1,14 +1,14 @@
 """Benchmark suite ``nms``: DIoU-NMS at beta = 1.0 and beta = 0.6 against mmcv's plain
 NMS, at 1k and 10k boxes (``--quick``: 1k only).
 
-Contract of ``tools/benchmarks/<suite>.py`` (``python tools/benchmark.py --suite nms``
+Contract of ``tools/benchmarks/<suite>.py`` (``python -m tools.benchmark --suite nms``
 dispatches here): ``run(args)`` returns ``torch.utils.benchmark`` Measurements (label:
 the input, sub_label: the contender, description: the number of boxes), ``args`` has
 ``.device``, ``.threads`` and ``.quick``. ``extras(args)`` returns the number of boxes
 each contender keeps (DIoU-NMS keeps more than NMS: the distance penalty spares boxes
 of nearby objects). Standalone::
 
-    python tools/benchmarks/nms.py [--device cpu|cuda] [--threads 1 4] [--quick]
+    python -m tools.benchmarks.nms [--device cpu|cuda] [--threads 1 4] [--quick]
 
 Inputs (deterministic): **clustered**, what a detector hands to NMS: ``n`` boxes around
 ``n / 25`` objects in a 1333 x 800 image (centre jitter N(0, 0.15 side), sides scaled by
@@ -19,19 +19,13 @@ IoU threshold 0.5.
 """
 import argparse
 import math
-import os.path as osp
 import sys
 from typing import Callable, Dict, List, Optional
 
 import torch
 from torch.utils import benchmark
 
-try:
-    import detloss_plugin  # noqa: F401
-except ImportError:  # running from a checkout
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from detloss_plugin.functional.nms import diou_nms  # noqa: E402
+from detloss_plugin.functional.nms import diou_nms
 
 IOU_THRESHOLD = 0.5
 SIZES, QUICK_SIZES = [1000, 10000], [1000]

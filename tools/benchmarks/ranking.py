@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Benchmark suite ``ranking``: AP-loss and DR loss against their reference codes.
 
-    python tools/benchmarks/ranking.py --device cpu --threads 1 [--quick]
-    python tools/benchmark.py --suite ranking          # through the dispatcher
+    python -m tools.benchmarks.ranking --device cpu --threads 1 [--quick]
+    python -m tools.benchmark --suite ranking          # through the dispatcher
 
 - **AP-loss**, forward + backward of one batch-wide call (what ``RankingRetinaHead``
   does): ``detloss_plugin.functional.ap_loss`` (default: the C kernel on CPU; and its
@@ -24,18 +24,12 @@ gradient differences against the references.
 """
 import argparse
 import math
-import os
-import sys
 from typing import Dict, List
 
 import torch
 import torch.utils.benchmark as benchmark
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
-
-from detloss_plugin.functional.ranking import ap_loss, dr_loss  # noqa: E402
+from detloss_plugin.functional.ranking import ap_loss, dr_loss
 
 FULL = dict(anchors=100_000, classes=80, positives=200)
 QUICK = dict(anchors=20_000, classes=80, positives=50)

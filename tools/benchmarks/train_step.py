@@ -1,7 +1,7 @@
 """The loss inside a training step: one iteration of mmdet's stock RetinaNet R50-FPN
 with detloss's loss or mmdet's swapped into the head, same weights, same batch.
 
-    python tools/benchmark.py --suite train_step [--device cuda] [--threads 1 2] [--quick]
+    python -m tools.benchmark --suite train_step [--device cuda] [--threads 1 2] [--quick]
 
 One timed call is a whole iteration: ``data_preprocessor``, forward with the losses,
 ``parse_losses``, ``backward()``, an SGD step (momentum 0.9, weight decay 1e-4) at
@@ -17,11 +17,7 @@ from pathlib import Path
 
 import torch
 
-if __package__ in (None, ''):
-    import os
-    import sys
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import Case, Contender, measure_cases, standalone, version  # noqa: E402
+from tools.benchmarks._common import Case, Contender, measure_cases, standalone, version
 
 RETINANET_CONFIG = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
 NUM_CLASSES = 80

@@ -3,4 +3,4 @@ custom_imports = dict(imports=['detloss_plugin'], allow_failed_imports=False)
 # CIoU loss (Zheng et al., AAAI 2020; alpha always on, true gradient).
 # ATSS regresses decoded boxes (mmdet's config: GIoULoss, loss_weight 2.0, kept here).
 model = dict(bbox_head=dict(
-    loss_bbox=dict(type='detloss_plugin.CIoULoss', loss_weight=2.0)))
+    loss_bbox=dict(type='detloss_plugin.CIoULoss', alpha_gate=False, loss_weight=2.0)))

@@ -2,9 +2,9 @@ _base_ = 'mmdet::atss/atss_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['detloss_plugin'], allow_failed_imports=False)
 # Focal-EIoU loss IoU^0.5 * L_EIoU (Zhang et al., arXiv 2101.08158).
 # ATSS regresses decoded boxes (mmdet's config: GIoULoss, loss_weight 2.0, kept here).
-# detach_weight=True: with the weight IoU^0.5 differentiated (the paper's formula, the
-# loss's default), the loss is minimised by driving IoU to 0 (weight 0); the quick-start
-# RetinaNet collapsed to mAP 0.000 that way, and reached 0.489 with the weight detached
-# (README, 'Which box loss?').
+# detach_weight=True (FocalEIoULoss's default, written out): with the weight IoU^0.5
+# differentiated (the paper's formula, detach_weight=False), the loss is minimised by
+# driving IoU to 0 (weight 0); the quick-start RetinaNet collapsed to mAP 0.000 that
+# way, and reached 0.489 with the weight detached (README, 'Which box loss?').
 model = dict(bbox_head=dict(
     loss_bbox=dict(type='detloss_plugin.FocalEIoULoss', gamma=0.5, detach_weight=True, loss_weight=2.0)))

@@ -8,4 +8,4 @@ custom_imports = dict(imports=['detloss_plugin'], allow_failed_imports=False)
 # The RPN keeps mmdet's L1 loss.
 model = dict(roi_head=dict(bbox_head=dict(
     reg_decoded_bbox=True,
-    loss_bbox=dict(type='detloss_plugin.CIoULoss', loss_weight=12.0))))
+    loss_bbox=dict(type='detloss_plugin.CIoULoss', alpha_gate=False, loss_weight=12.0))))

@@ -6,10 +6,10 @@ custom_imports = dict(imports=['detloss_plugin'], allow_failed_imports=False)
 # for IoU / GIoU and 12.0 for CIoU (the DIoU authors' Faster R-CNN setting, used here for
 # DIoU too); 10.0 for Efficient-IoU / Focal-EIoU is our choice (the paper gives none).
 # The RPN keeps mmdet's L1 loss.
-# detach_weight=True: with the weight IoU^0.5 differentiated (the paper's formula, the
-# loss's default), the loss is minimised by driving IoU to 0 (weight 0); the quick-start
-# RetinaNet collapsed to mAP 0.000 that way, and reached 0.489 with the weight detached
-# (README, 'Which box loss?').
+# detach_weight=True (FocalEIoULoss's default, written out): with the weight IoU^0.5
+# differentiated (the paper's formula, detach_weight=False), the loss is minimised by
+# driving IoU to 0 (weight 0); the quick-start RetinaNet collapsed to mAP 0.000 that
+# way, and reached 0.489 with the weight detached (README, 'Which box loss?').
 model = dict(roi_head=dict(bbox_head=dict(
     reg_decoded_bbox=True,
     loss_bbox=dict(type='detloss_plugin.FocalEIoULoss', gamma=0.5, detach_weight=True, loss_weight=10.0))))

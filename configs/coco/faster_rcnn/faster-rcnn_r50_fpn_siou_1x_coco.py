@@ -7,4 +7,4 @@ custom_imports = dict(imports=['detloss_plugin'], allow_failed_imports=False)
 # configs (our choice; the paper gives no Faster R-CNN value). The RPN keeps mmdet's L1.
 model = dict(roi_head=dict(bbox_head=dict(
     reg_decoded_bbox=True,
-    loss_bbox=dict(type='detloss_plugin.SIoULoss', theta=4.0, loss_weight=10.0))))
+    loss_bbox=dict(type='detloss_plugin.SIoULoss', form='paper', theta=4.0, loss_weight=10.0))))

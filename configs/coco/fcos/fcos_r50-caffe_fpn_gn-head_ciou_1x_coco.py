@@ -4,4 +4,4 @@ custom_imports = dict(imports=['detloss_plugin'], allow_failed_imports=False)
 # FCOS always regresses decoded boxes (weighted by the centerness targets); loss_weight 1.0
 # as mmdet's FCOS configs use for IoULoss and GIoULoss.
 model = dict(bbox_head=dict(
-    loss_bbox=dict(type='detloss_plugin.CIoULoss', loss_weight=1.0)))
+    loss_bbox=dict(type='detloss_plugin.CIoULoss', alpha_gate=False, loss_weight=1.0)))

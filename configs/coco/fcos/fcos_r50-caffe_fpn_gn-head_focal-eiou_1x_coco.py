@@ -3,9 +3,9 @@ custom_imports = dict(imports=['detloss_plugin'], allow_failed_imports=False)
 # Focal-EIoU loss IoU^0.5 * L_EIoU (Zhang et al., arXiv 2101.08158).
 # FCOS always regresses decoded boxes (weighted by the centerness targets); loss_weight 1.0
 # as mmdet's FCOS configs use for IoULoss and GIoULoss.
-# detach_weight=True: with the weight IoU^0.5 differentiated (the paper's formula, the
-# loss's default), the loss is minimised by driving IoU to 0 (weight 0); the quick-start
-# RetinaNet collapsed to mAP 0.000 that way, and reached 0.489 with the weight detached
-# (README, 'Which box loss?').
+# detach_weight=True (FocalEIoULoss's default, written out): with the weight IoU^0.5
+# differentiated (the paper's formula, detach_weight=False), the loss is minimised by
+# driving IoU to 0 (weight 0); the quick-start RetinaNet collapsed to mAP 0.000 that
+# way, and reached 0.489 with the weight detached (README, 'Which box loss?').
 model = dict(bbox_head=dict(
     loss_bbox=dict(type='detloss_plugin.FocalEIoULoss', gamma=0.5, detach_weight=True, loss_weight=1.0)))

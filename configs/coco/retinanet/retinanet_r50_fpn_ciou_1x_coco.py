@@ -6,4 +6,4 @@ custom_imports = dict(imports=['detloss_plugin'], allow_failed_imports=False)
 # RetinaNet-style heads of ATSS, GFL and TOOD (no paper gives a RetinaNet value).
 model = dict(bbox_head=dict(
     reg_decoded_bbox=True,
-    loss_bbox=dict(type='detloss_plugin.CIoULoss', loss_weight=2.0)))
+    loss_bbox=dict(type='detloss_plugin.CIoULoss', alpha_gate=False, loss_weight=2.0)))

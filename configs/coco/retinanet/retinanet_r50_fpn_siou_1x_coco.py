@@ -7,4 +7,4 @@ custom_imports = dict(imports=['detloss_plugin'], allow_failed_imports=False)
 # RetinaNet configs (mmdet's GIoU weight in ATSS, GFL and TOOD).
 model = dict(bbox_head=dict(
     reg_decoded_bbox=True,
-    loss_bbox=dict(type='detloss_plugin.SIoULoss', theta=4.0, loss_weight=2.0)))
+    loss_bbox=dict(type='detloss_plugin.SIoULoss', form='paper', theta=4.0, loss_weight=2.0)))

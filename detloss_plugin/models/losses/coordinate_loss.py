@@ -1,9 +1,11 @@
 """Registered coordinate-wise regression losses (``loss_bbox`` on box deltas or boxes).
 
 Call contract (mmdet's): ``forward(pred, target, weight=None, avg_factor=None,
-reduction_override=None)``; ``pred``, ``target`` ``Tensor[n, 4]`` (any equal shapes
-work); ``weight`` ``Tensor[n]`` or ``Tensor[n, 4]``. Returns ``Tensor[n, 4]`` for
-``reduction='none'``, else a scalar; half-precision input gives a float32 loss
+reduction_override=None)``; ``pred``, ``target`` of any equal shape (``Tensor[n, 4]``
+box deltas, YOLOv3's ``Tensor[B, N, 2]`` offsets); ``weight`` of that shape, one value
+per row (``Tensor[n]``) or any shape that broadcasts to it (``Tensor[B, N, 1]``); see
+:func:`detloss_plugin.models.losses.utils.broadcast_weight`. Returns the element-wise
+loss (the shape of ``pred``) for ``reduction='none'``, else a scalar; half-precision input gives a float32 loss
 (computed and reduced in float32: an error of 1e4 squared is 1e8, beyond float16).
 The maths is in
 :mod:`detloss_plugin.functional.coordinate_losses`.
@@ -31,9 +33,8 @@ class _CoordinateLoss(BaseLoss):
                 reduction_override: Optional[str] = None, **kwargs) -> Tensor:
         # half precision: the element-wise loss is computed and reduced in float32
         loss = self.element_loss(*float32_inputs(pred, target))
-        if weight is not None and pred.dim() >= 1:
-            weight = box_weight(weight, pred, per_box=False)
-        return self.reduce(loss, weight, avg_factor, reduction_override)
+        return self.reduce(loss, box_weight(weight, pred, per_box=False), avg_factor,
+                           reduction_override)
 
 
 @MODELS.register_module()
@@ -57,8 +58,9 @@ class SmoothL1Loss(_CoordinateLoss):
     """Smooth L1 with ``beta`` (default 1.0, Fast R-CNN); see
     :func:`detloss_plugin.functional.smooth_l1_loss`."""
 
-    def __init__(self, beta: float = 1.0, **kwargs) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, beta: float = 1.0, reduction: str = 'mean',
+                 loss_weight: float = 1.0) -> None:
+        super().__init__(reduction, loss_weight)
         check_positive('beta', beta, allow_zero=True)
         self.beta = beta
 
@@ -71,8 +73,8 @@ class FocalL1Loss(_CoordinateLoss):
     """Focal L1 loss of Zhang et al.; see :func:`detloss_plugin.functional.focal_l1_loss`."""
 
     def __init__(self, beta: float = math.exp(-1), alpha: Optional[float] = None,
-                 **kwargs) -> None:
-        super().__init__(**kwargs)
+                 reduction: str = 'mean', loss_weight: float = 1.0) -> None:
+        super().__init__(reduction, loss_weight)
         self.beta = beta
         self.alpha = alpha
         F.focal_l1_loss(Tensor([0.0]), Tensor([0.0]), beta, alpha)  # validates options

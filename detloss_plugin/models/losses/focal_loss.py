@@ -36,16 +36,19 @@ class FocalLoss(ClassificationLoss):
         activated: ``cls_score`` holds probabilities.
         ignore_index, reduction, loss_weight: see the call contract.
 
-    Differences from mmdet's ``FocalLoss``: one code path on CPU and GPU (mmdet calls
-    an mmcv CUDA kernel on GPU and a Python formula on CPU); a softmax form and
-    per-class alpha; ignored labels get weight 0 (mmdet's CPU path fails on negative
-    labels). Same values as mmdet's sigmoid form otherwise.
+    Every call of mmdet's heads is accepted (:mod:`detloss_plugin.models.losses.cls_base`:
+    integer labels or targets of the score's shape, weights of the loss's shape, per row,
+    broadcastable or flattened as FSAF passes them) and gives the value of mmdet's
+    sigmoid form. Differences from mmdet's ``FocalLoss``: one code path on CPU and GPU
+    (mmdet calls an mmcv CUDA kernel on GPU and a Python formula on CPU); a softmax form
+    and per-class alpha; ignored labels get weight 0 (mmdet's CPU path fails on negative
+    labels).
     """
 
     def __init__(self, use_sigmoid: bool = True, gamma: float = 2.0,
                  alpha: Union[str, float, Sequence[float], None] = 'auto',
-                 activated: bool = False, ignore_index: int = -100,
-                 reduction: str = 'mean', loss_weight: float = 1.0) -> None:
+                 reduction: str = 'mean', loss_weight: float = 1.0, activated: bool = False,
+                 ignore_index: int = -100) -> None:
         super().__init__(use_sigmoid, activated, ignore_index, reduction, loss_weight)
         if alpha == 'auto':
             alpha = 0.25 if self.use_sigmoid else None

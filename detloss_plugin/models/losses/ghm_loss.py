@@ -81,8 +81,8 @@ class GHMC(_GHMState, ClassificationLoss):
     Args:
         bins: number of unit regions of the gradient norm (10: mmdet's and the
             reference's default; the released RetinaNet config uses 30).
-        momentum: moving average of the region counts, in [0, 1) (0.75, the paper's
-            value and mmdet's config; mmdet's and the reference's class default is 0).
+        momentum: moving average of the region counts, in [0, 1) (0: mmdet's and the
+            reference's class default; the paper and mmdet's config use 0.75).
         sync: sum the counts over ranks under ``torch.distributed`` (see the module
             docstring).
         use_sigmoid: must be True.
@@ -101,9 +101,9 @@ class GHMC(_GHMState, ClassificationLoss):
     """
     supports_softmax = False
 
-    def __init__(self, bins: int = 10, momentum: float = 0.75, use_sigmoid: bool = True,
-                 activated: bool = False, sync: bool = True, ignore_index: int = -100,
-                 reduction: str = 'mean', loss_weight: float = 1.0) -> None:
+    def __init__(self, bins: int = 10, momentum: float = 0.0, use_sigmoid: bool = True,
+                 loss_weight: float = 1.0, reduction: str = 'mean', activated: bool = False,
+                 sync: bool = True, ignore_index: int = -100) -> None:
         ClassificationLoss.__init__(self, use_sigmoid, activated, ignore_index, reduction,
                                     loss_weight)
         self._init_state(bins, momentum, sync)
@@ -111,16 +111,14 @@ class GHMC(_GHMState, ClassificationLoss):
     def forward(self, cls_score: Tensor, label: Tensor, weight: Optional[Tensor] = None,
                 avg_factor: Optional[Union[float, Tensor]] = None,
                 reduction_override: Optional[str] = None, **kwargs) -> Tensor:
-        logits, targets, weight = self.sigmoid_inputs(cls_score, label, weight)
-        if weight is None:
-            valid = torch.ones_like(logits, dtype=torch.bool)
-        else:
-            valid = (weight > 0).expand_as(logits)
+        logits, targets, weight, shape = self.sigmoid_inputs(cls_score, label, weight)
+        valid = (weight > 0).expand_as(logits)
         loss, total, new_acc = G.ghmc_loss(
             logits, targets, valid, self.bins, self.momentum,
             self.acc_sum if self.momentum > 0 else None, self.sync)
         self._store(new_acc)
-        return self._ghm_reduce(loss, total, reduction_override)
+        out = self._ghm_reduce(loss, total, reduction_override)
+        return out.reshape(shape) if (reduction_override or self.reduction) == 'none' else out
 
     def extra_repr(self) -> str:
         return super().extra_repr() + self._ghm_repr()
@@ -139,7 +137,7 @@ class GHMR(_GHMState, BaseLoss):
     Args:
         mu: ASL1 parameter (0.02, paper).
         bins: number of unit regions (10).
-        momentum: in [0, 1) (0.75; mmdet's config uses 0.7, its class default is 0).
+        momentum: in [0, 1) (0, mmdet's class default; mmdet's config uses 0.7).
         sync: see the module docstring.
 
     Differences from mmdet's ``GHMR``: vectorised; counts synchronised across ranks;
@@ -147,8 +145,8 @@ class GHMR(_GHMState, BaseLoss):
     for 0/1 weights); ``'sum'`` returns the unnormalised sum (mmdet raises).
     """
 
-    def __init__(self, mu: float = 0.02, bins: int = 10, momentum: float = 0.75,
-                 sync: bool = True, reduction: str = 'mean', loss_weight: float = 1.0) -> None:
+    def __init__(self, mu: float = 0.02, bins: int = 10, momentum: float = 0.0,
+                 loss_weight: float = 1.0, reduction: str = 'mean', sync: bool = True) -> None:
         BaseLoss.__init__(self, reduction, loss_weight)
         check_positive('mu', mu)
         self.mu = float(mu)

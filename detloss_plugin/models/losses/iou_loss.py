@@ -5,7 +5,13 @@ reduction_override=None)`` with ``pred``, ``target`` ``Tensor[n, 4]`` absolute
 ``(x1, y1, x2, y2)`` boxes and ``weight`` ``Tensor[n]`` or ``Tensor[n, 4]`` (averaged
 over the coordinates). Returns ``Tensor[n]`` for ``reduction='none'``, else a scalar;
 half-precision boxes give a float32 loss (computed and reduced in float32).
-The maths, defaults and papers are in :mod:`detloss_plugin.functional.iou_losses`.
+The maths and papers are in :mod:`detloss_plugin.functional.iou_losses`.
+
+``IoULoss``, ``GIoULoss``, ``DIoULoss``, ``CIoULoss`` and ``SIoULoss`` share their names
+with mmdet's classes and take mmdet's options, positional order and defaults (eps 1e-6,
+``IoULoss`` in ``'log'`` mode, ``CIoULoss`` gated, ``SIoULoss`` in mmdet's form), so a
+config that changes only ``type`` computes mmdet's loss; the papers' other forms are
+options (docs/compatibility.md lists them).
 """
 from typing import Optional, Union
 
@@ -14,20 +20,27 @@ from torch import Tensor
 
 from detloss_plugin.functional import iou_losses as F
 from detloss_plugin.functional import iou_variants as V
-from detloss_plugin.functional._checks import check_choice, check_positive
+from detloss_plugin.functional._checks import check_boxes, check_choice, check_positive, upcast
+from detloss_plugin.functional.box_geometry import box_pair_geometry, center_offsets
 from detloss_plugin.registry import MODELS
 from .utils import BaseLoss, box_weight, float32_inputs
 
 __all__ = ['IoULoss', 'GIoULoss', 'DIoULoss', 'CIoULoss', 'EfficientIoULoss',
-           'FocalEIoULoss', 'SIoULoss', 'AlphaIoULoss', 'WIoULoss']
+           'FocalEIoULoss', 'SIoULoss', 'AlphaIoULoss', 'WIoULoss', 'mmdet_siou_loss']
+
+#: ``IoULoss`` modes: mmdet's three
+IOU_MODES = ('log', 'linear', 'square')
 
 
 class _BoxLoss(BaseLoss):
-    """Per-box loss on xyxy boxes; subclasses define ``box_loss(pred, target)``."""
+    """Per-box loss on xyxy boxes; subclasses define ``box_loss(pred, target)``.
+
+    ``eps`` defaults to 1e-7 for detloss's own losses; the classes that share a name
+    with mmdet's use mmdet's 1e-6."""
 
     def __init__(self, eps: float = 1e-7, reduction: str = 'mean',
-                 loss_weight: float = 1.0) -> None:
-        super().__init__(reduction, loss_weight)
+                 loss_weight: float = 1.0, **unknown) -> None:
+        super().__init__(reduction, loss_weight, **unknown)
         check_positive('eps', eps)
         self.eps = eps
 
@@ -45,24 +58,43 @@ class _BoxLoss(BaseLoss):
 
 @MODELS.register_module()
 class IoULoss(_BoxLoss):
-    """IoU loss, ``mode='linear'`` (1 - IoU, default) or ``'log'`` (-ln IoU, UnitBox).
+    """IoU loss with mmdet's options: ``mode='log'`` (default, -ln IoU, UnitBox),
+    ``'linear'`` (1 - IoU) or ``'square'`` (1 - IoU^2, YOLOX's objectness-free box
+    loss); see :func:`detloss_plugin.functional.iou_loss`.
 
-    See :func:`detloss_plugin.functional.iou_loss`. mmdet's ``IoULoss`` defaults to
-    ``'log'`` with eps 1e-6; detloss defaults to ``'linear'`` with eps 1e-7.
+    Args:
+        linear: mmdet's deprecated spelling of ``mode='linear'`` (True overrides
+            ``mode``, as in mmdet).
+        eps: the IoU is clamped at ``eps`` (1e-6, mmdet's) before the log and added to
+            the union.
+        mode: ``'log'``, ``'linear'`` or ``'square'``.
     """
 
-    def __init__(self, mode: str = 'linear', **kwargs) -> None:
-        super().__init__(**kwargs)
-        check_choice('mode', mode, F.IOU_MODES)
-        self.mode = mode
+    def __init__(self, linear: bool = False, eps: float = 1e-6, reduction: str = 'mean',
+                 loss_weight: float = 1.0, mode: str = 'log') -> None:
+        super().__init__(eps, reduction, loss_weight)
+        check_choice('mode', mode, IOU_MODES)
+        self.mode = 'linear' if linear else mode
 
     def box_loss(self, pred, target):
+        if self.mode == 'square':
+            # 1 - IoU^2 = l (2 - l) with l = 1 - IoU (the IoU clamped at eps as mmdet)
+            linear = F.iou_loss(pred, target, 'linear', self.eps).clamp(max=1 - self.eps)
+            return linear * (2 - linear)
         return F.iou_loss(pred, target, self.mode, self.eps)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f', mode={self.mode!r}, eps={self.eps}'
 
 
 @MODELS.register_module()
 class GIoULoss(_BoxLoss):
-    """Generalized IoU loss; see :func:`detloss_plugin.functional.giou_loss`."""
+    """Generalized IoU loss; see :func:`detloss_plugin.functional.giou_loss`
+    (``eps`` 1e-6, mmdet's)."""
+
+    def __init__(self, eps: float = 1e-6, reduction: str = 'mean',
+                 loss_weight: float = 1.0) -> None:
+        super().__init__(eps, reduction, loss_weight)
 
     def box_loss(self, pred, target):
         return F.giou_loss(pred, target, self.eps)
@@ -70,7 +102,12 @@ class GIoULoss(_BoxLoss):
 
 @MODELS.register_module()
 class DIoULoss(_BoxLoss):
-    """Distance-IoU loss; see :func:`detloss_plugin.functional.diou_loss`."""
+    """Distance-IoU loss; see :func:`detloss_plugin.functional.diou_loss`
+    (``eps`` 1e-6, mmdet's)."""
+
+    def __init__(self, eps: float = 1e-6, reduction: str = 'mean',
+                 loss_weight: float = 1.0) -> None:
+        super().__init__(eps, reduction, loss_weight)
 
     def box_loss(self, pred, target):
         return F.diou_loss(pred, target, self.eps)
@@ -80,19 +117,24 @@ class DIoULoss(_BoxLoss):
 class CIoULoss(_BoxLoss):
     """Complete-IoU loss; see :func:`detloss_plugin.functional.ciou_loss`.
 
-    Default: the AAAI 2020 form (alpha always on, true gradient). ``alpha_gate=True``
-    is the journal / mmdet form (alpha = 0 when IoU <= 0.5); ``authors_gradient=True``
-    is the DIoU authors' gradient of v without the 1 / (w^2 + h^2) factor.
+    Default: mmdet's form, the journal version's gate (``alpha_gate=True``: the
+    aspect-ratio term acts only where IoU > 0.5), ``eps`` 1e-6. ``alpha_gate=False``
+    is the AAAI 2020 form (alpha always on); ``authors_gradient=True`` is the DIoU
+    authors' gradient of v without the 1 / (w^2 + h^2) factor.
     """
 
-    def __init__(self, alpha_gate: bool = False, authors_gradient: bool = False,
-                 **kwargs) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, eps: float = 1e-6, reduction: str = 'mean', loss_weight: float = 1.0,
+                 alpha_gate: bool = True, authors_gradient: bool = False) -> None:
+        super().__init__(eps, reduction, loss_weight)
         self.alpha_gate = bool(alpha_gate)
         self.authors_gradient = bool(authors_gradient)
 
     def box_loss(self, pred, target):
         return F.ciou_loss(pred, target, self.eps, self.alpha_gate, self.authors_gradient)
+
+    def extra_repr(self) -> str:
+        return (super().extra_repr() + f', alpha_gate={self.alpha_gate}, '
+                f'authors_gradient={self.authors_gradient}')
 
 
 @MODELS.register_module()
@@ -107,9 +149,19 @@ class EfficientIoULoss(_BoxLoss):
 @MODELS.register_module()
 class FocalEIoULoss(_BoxLoss):
     """Focal-EIoU loss IoU^gamma * L_EIoU, gamma = 0.5; see
-    :func:`detloss_plugin.functional.focal_eiou_loss`."""
+    :func:`detloss_plugin.functional.focal_eiou_loss`.
 
-    def __init__(self, gamma: float = 0.5, detach_weight: bool = False, **kwargs) -> None:
+    Args:
+        gamma: the weight's exponent, a finite number >= 0 (0.5, the paper's).
+        detach_weight: stop the gradient through the weight IoU^gamma (default True,
+            the form that trains). ``False`` is the paper's formula differentiated as
+            written (the functional's default): the term ``L_EIoU * d(IoU^gamma)`` pushes
+            the IoU *down* (a smaller weight lowers the loss), and on the quick-start
+            RetinaNet that form drove the IoU to 0 (mAP 0.000, against 0.489 detached).
+            The value is the same either way.
+    """
+
+    def __init__(self, gamma: float = 0.5, detach_weight: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
         check_positive('gamma', gamma, allow_zero=True)
         self.gamma = gamma
@@ -119,20 +171,72 @@ class FocalEIoULoss(_BoxLoss):
         return F.focal_eiou_loss(pred, target, self.gamma, self.eps, self.detach_weight)
 
 
+def mmdet_siou_loss(pred: Tensor, target: Tensor, theta: float = 4.0, eps: float = 1e-6,
+                    neg_gamma: bool = False) -> Tensor:
+    r"""mmdet's SIoU loss (from YOLOv6), element-wise: ``Tensor[..., 4]`` in,
+    ``Tensor[...]`` out.
+
+    :math:`1 - \mathrm{clamp}(IoU - (\Delta + \Omega)/2, -1, 1)` with the angle cost
+    :math:`\Lambda = \sin 2\alpha`, the distance cost
+    :math:`\Delta = 2 - e^{g\rho_x} - e^{g\rho_y}` where :math:`g = \Lambda - 2` for
+    ``neg_gamma=True`` (the paper's sign) and :math:`g = 2 - \Lambda` otherwise (mmdet's
+    default) and the shape cost of exponent ``theta``. ``eps`` sits where mmdet puts it:
+    the union, the centre offsets, both heights and a floor on the enclosing box's sides;
+    :math:`\max(w, w^{gt})` is floored at ``eps`` too (mmdet gives NaN for two boxes of
+    zero width). :math:`\Lambda` is computed as :math:`2|d_x||d_y|/\sigma^2`, the value
+    of mmdet's arcsin form.
+    """
+    check_boxes(pred, target)
+    pred, target, dtype = upcast(pred, target)
+    g = box_pair_geometry(pred, target, eps, enclosing=True)
+    dx, dy = center_offsets(pred, target)
+    dx, dy = dx + eps, dy + eps
+    sigma_sq = (dx.square() + dy.square()).clamp(min=eps * eps)
+    angle_cost = 2 * dx.abs() * dy.abs() / sigma_sq
+    rho_x = (dx / g.enclose_w.clamp(min=eps)).square()
+    rho_y = (dy / g.enclose_h.clamp(min=eps)).square()
+    gamma = angle_cost - 2 if neg_gamma else 2 - angle_cost
+    distance_cost = 2 - torch.exp(gamma * rho_x) - torch.exp(gamma * rho_y)
+    pred_h, target_h = g.pred_h + eps, g.target_h + eps
+    omega_w = (g.pred_w - g.target_w).abs() / torch.maximum(g.pred_w, g.target_w).clamp(min=eps)
+    omega_h = (pred_h - target_h).abs() / torch.maximum(pred_h, target_h)
+    shape_cost = ((1 - torch.exp(-omega_w)).pow(theta)
+                  + (1 - torch.exp(-omega_h)).pow(theta))
+    siou = g.iou - 0.5 * (distance_cost + shape_cost)
+    return (1 - siou.clamp(min=-1.0, max=1.0)).to(dtype)
+
+
 @MODELS.register_module()
 class SIoULoss(_BoxLoss):
-    """SIoU loss (Gevorgyan 2022) with the paper's distance cost, ``theta=4``; see
-    :func:`detloss_plugin.functional.siou_loss`, which lists every difference from
-    mmdet's ``SIoULoss`` (whose default ``neg_gamma=False`` reverses the distance
-    cost's sign, and which clamps the loss at 2)."""
+    """SIoU loss (Gevorgyan 2022), mmdet's form by default.
 
-    def __init__(self, theta: float = 4.0, **kwargs) -> None:
-        super().__init__(**kwargs)
+    Args:
+        eps: 1e-6 (mmdet's).
+        neg_gamma: mmdet's option (``form='mmdet'`` only): False (default, mmdet's)
+            reverses the sign of the distance cost; True is the paper's sign.
+        form: ``'mmdet'`` (default, :func:`mmdet_siou_loss`, mmdet's value) or
+            ``'paper'``: the paper's loss without mmdet's clamp at 2, see
+            :func:`detloss_plugin.functional.siou_loss`, which lists every difference.
+        theta: the shape cost's exponent (4, the paper's and mmdet's).
+    """
+
+    def __init__(self, eps: float = 1e-6, reduction: str = 'mean', loss_weight: float = 1.0,
+                 neg_gamma: bool = False, form: str = 'mmdet', theta: float = 4.0) -> None:
+        super().__init__(eps, reduction, loss_weight)
+        check_choice('form', form, ('mmdet', 'paper'))
         V.check_theta(theta)
+        self.neg_gamma = bool(neg_gamma)
+        self.form = form
         self.theta = float(theta)
 
     def box_loss(self, pred, target):
-        return V.siou_loss(pred, target, self.theta, self.eps)
+        if self.form == 'paper':
+            return V.siou_loss(pred, target, self.theta, self.eps)
+        return mmdet_siou_loss(pred, target, self.theta, self.eps, self.neg_gamma)
+
+    def extra_repr(self) -> str:
+        return (super().extra_repr() + f', form={self.form!r}, neg_gamma={self.neg_gamma}, '
+                f'theta={self.theta}')
 
 
 @MODELS.register_module()
@@ -164,11 +268,15 @@ class WIoULoss(_BoxLoss):
         gamma: v2's exponent (0.5).
         momentum: of the running mean of 1 - IoU (0.01, the reference's current code;
             see :func:`detloss_plugin.functional.wiou_running_mean` for the paper's rule).
-        sync: average the running mean's batch statistic over ranks (below).
+        sync: ``True`` or ``False`` (a bool, nothing else): average the running
+            mean's batch statistic over ranks (below).
 
     State. The running mean :math:`\\overline{L_{IoU}}` is the buffer ``iou_mean``
-    (0-d float32, starts at 1.0 as in the reference): it is in ``state_dict()``, so
-    mmengine's checkpoints save it and ``--resume`` / ``load_from`` restore it. In
+    (0-d float32, starts at 1.0 as in the reference; it stays float32 when the module is
+    cast to half precision, whose resolution would swallow small updates): it is in
+    ``state_dict()``, so mmengine's checkpoints save it and ``--resume`` /
+    ``load_from`` restore it. A box with a NaN or Inf coordinate does not enter it (its
+    own loss is NaN, the mean stays finite). In
     training mode (``module.train()``) each call first updates it with the mean of
     1 - IoU over the boxes with a positive weight (all boxes without ``weight``), then
     scales the loss with the updated value, as the reference does; in eval mode it is
@@ -204,11 +312,22 @@ class WIoULoss(_BoxLoss):
         check_positive('momentum', momentum)
         if momentum > 1:
             raise ValueError(f'momentum must be in (0, 1], got {momentum}')
+        if not isinstance(sync, bool):
+            raise TypeError(f'sync must be True or False, got {type(sync).__name__} {sync!r}')
         self.version = version
         self.alpha, self.delta, self.gamma = float(alpha), float(delta), float(gamma)
         self.momentum = float(momentum)
-        self.sync = bool(sync)
+        self.sync = sync
         self.register_buffer('iou_mean', torch.tensor(1.0))
+
+    def _apply(self, fn, *args, **kwargs):
+        # .half() / .to(float16) would round the running mean to float16, whose spacing
+        # below 1 (4.9e-4) swallows updates of momentum * (mean - batch mean): keep it
+        # float32 (or wider)
+        super()._apply(fn, *args, **kwargs)
+        if self.iou_mean.dtype in (torch.float16, torch.bfloat16):
+            self.iou_mean = self.iou_mean.float()
+        return self
 
     def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
                 avg_factor: Optional[Union[float, Tensor]] = None,

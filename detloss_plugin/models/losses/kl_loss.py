@@ -25,7 +25,7 @@ class KLLoss(BaseLoss):
     al. (CVPR 2019), with :math:`\alpha = \log\sigma^2` predicted per coordinate.
 
     Args:
-        beta: Smooth L1 threshold, 1.0 (the paper).
+        beta: Smooth L1 threshold, a finite number >= 0; 1.0 (the paper).
         loss_weight: 1.0 (the reference does not weight it).
         reduction: ``'mean'``; with ``avg_factor`` = the number of sampled RoIs (what
             mmdet's RoI heads pass) the result is the sum over positive RoIs and their

@@ -138,7 +138,10 @@ class SeesawLoss(ClassificationLoss):
                 avg_factor: Optional[Union[float, Tensor]] = None,
                 reduction_override: Optional[str] = None, **kwargs
                 ) -> Union[Tensor, Dict[str, Tensor]]:
-        logits, label, weight = self.softmax_inputs(cls_score, label, weight)
+        if cls_score.dim() != 2:
+            raise ValueError(f'cls_score must have shape (N, num_classes + 2), got '
+                             f'{tuple(cls_score.shape)}')
+        logits, label, weight, _ = self.softmax_inputs(cls_score, label, weight)
         classes, objectness = self._split(logits)
         if weight is None:
             weight = torch.ones_like(label, dtype=logits.dtype)

@@ -6,18 +6,17 @@ with ``avg_factor`` and ``reduction='mean'`` divide the sum by ``avg_factor + ep
 ``torch.any(weight > 0)`` shortcut (a host synchronisation): the element-wise losses
 are finite everywhere, so zero weights give an exact zero with the graph connected.
 """
-import difflib
-import inspect
+import math
 import numbers
-from typing import List, Optional, Union
+from typing import Optional, Union
 
 import torch
 from torch import Tensor, nn
 
-from detloss_plugin.functional._checks import check_choice, upcast
+from detloss_plugin.functional._checks import check_choice, check_finite_number, upcast
 
-__all__ = ['REDUCTIONS', 'BaseLoss', 'check_reduction', 'float32_inputs',
-           'weight_reduce_loss']
+__all__ = ['REDUCTIONS', 'BaseLoss', 'box_weight', 'broadcast_weight', 'check_reduction',
+           'float32_inputs', 'weight_reduce_loss']
 
 REDUCTIONS = ('none', 'mean', 'sum')
 _AVG_EPS = torch.finfo(torch.float32).eps
@@ -76,51 +75,28 @@ def weight_reduce_loss(loss: Tensor, weight: Optional[Tensor] = None, reduction:
     raise ValueError('avg_factor can not be used with reduction="sum"')
 
 
-def _init_options(cls) -> List[str]:
-    """The keyword options ``cls(...)`` accepts: the named parameters of its
-    ``__init__`` and, while an ``__init__`` passes ``**kwargs`` on, of its bases'."""
-    names: List[str] = []
-    for klass in cls.__mro__:
-        init = klass.__dict__.get('__init__')
-        if init is None:
-            continue
-        if klass is nn.Module or klass is object:
-            break
-        params = list(inspect.signature(init).parameters.values())[1:]
-        names += [p.name for p in params if p.name not in names and p.kind in (
-            p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        if not any(p.kind == p.VAR_KEYWORD for p in params):
-            break
-    return names
-
-
 class BaseLoss(nn.Module):
-    """``loss_weight`` and ``reduction`` with mmdet's call contract.
+    """``loss_weight`` and ``reduction`` with mmdet's call contract, and the option
+    rules of every detloss module.
 
     Subclasses implement ``forward`` by computing the element-wise loss and returning
     ``self.reduce(loss, weight, avg_factor, reduction_override)``.
 
-    An unknown keyword option (a typo in a config) raises a ``TypeError`` that names
-    the public class, the option, the closest valid one and the full list (instead of
-    Python's message about a private base class's ``__init__``).
+    Options. Every registered class names its options in its own ``__init__``, so a
+    typo in a config raises Python's ``TypeError`` naming the class and the option
+    (``CIoULoss.__init__() got an unexpected keyword argument 'alpha_gat'``); a class
+    that passes ``**kwargs`` on to its base ends here, where the same error names the
+    public class. ``loss_weight`` is a finite number >= 0 (0 switches a term off) and
+    ``reduction`` one of ``'none'``, ``'mean'``, ``'sum'``, in every module.
     """
 
-    def __new__(cls, *args, **kwargs):
-        if kwargs:
-            options = _init_options(cls)
-            unknown = [k for k in kwargs if k not in options]
-            if unknown:
-                close = difflib.get_close_matches(unknown[0], options, n=1)
-                hint = f' (did you mean {close[0]!r}?)' if close else ''
-                raise TypeError(f'{cls.__name__} got an unknown option {unknown[0]!r}{hint}; '
-                                f'its options are {", ".join(options)}')
-        return super().__new__(cls)
-
-    def __init__(self, reduction: str = 'mean', loss_weight: float = 1.0) -> None:
+    def __init__(self, reduction: str = 'mean', loss_weight: float = 1.0, **unknown) -> None:
+        if unknown:
+            raise TypeError(f'{type(self).__name__}.__init__() got an unexpected keyword '
+                            f'argument {next(iter(unknown))!r}')
         super().__init__()
         check_reduction('reduction', reduction)
-        if not isinstance(loss_weight, (int, float)) or isinstance(loss_weight, bool):
-            raise TypeError(f'loss_weight must be a number, got {type(loss_weight).__name__}')
+        check_finite_number('loss_weight', loss_weight)
         self.reduction = reduction
         self.loss_weight = float(loss_weight)
 
@@ -141,20 +117,54 @@ class BaseLoss(nn.Module):
         return f'reduction={self.reduction!r}, loss_weight={self.loss_weight}'
 
 
-def box_weight(weight: Optional[Tensor], pred: Tensor, per_box: bool) -> Optional[Tensor]:
-    """Bring a head's ``weight`` (``(n,)`` or ``(n, 4)`` for ``pred`` of ``(n, 4)``) to
-    the shape of the element-wise loss: ``(n,)`` for per-box losses (a ``(n, 4)``
-    weight is averaged over the coordinates, as mmdet does) and ``(n, 4)`` for
-    coordinate-wise losses."""
+def broadcast_weight(weight: Optional[Tensor], shape) -> Optional[Tensor]:
+    """Bring a head's ``weight`` to an element-wise loss of ``shape``, accepting every
+    shape mmdet's losses accept:
+
+    - ``shape`` itself;
+    - ``shape[:-1]``: one weight per row (per sample, per box), applied to every column;
+    - any shape that broadcasts to ``shape`` (``(N, 1)``, ``(B, N, 1)``, a scalar);
+    - ``shape`` flattened (``(N * C,)`` for a ``(N, C)`` loss, as FSAF passes to
+      ``FocalLoss``).
+    """
     if weight is None:
         return None
     if not isinstance(weight, Tensor):
         raise TypeError(f'weight must be a torch.Tensor or None, got {type(weight).__name__}')
-    box_shape = tuple(pred.shape[:-1])
+    shape = tuple(shape)
+    if tuple(weight.shape) == shape:
+        return weight
+    if shape and tuple(weight.shape) == shape[:-1]:
+        return weight.unsqueeze(-1)
+    try:
+        if tuple(torch.broadcast_shapes(weight.shape, shape)) == shape:
+            return weight
+    except RuntimeError:
+        pass
+    if shape and weight.dim() == 1 and weight.numel() == math.prod(shape):
+        return weight.reshape(shape)
+    per_row = f', one value per row {shape[:-1]}' if len(shape) > 1 else ''
+    raise ValueError(
+        f'weight must have the shape of the loss {shape}{per_row}, a shape that broadcasts '
+        f'to it or its {math.prod(shape)} values flattened, got {tuple(weight.shape)}')
+
+
+def box_weight(weight: Optional[Tensor], pred: Tensor, per_box: bool) -> Optional[Tensor]:
+    """Bring a head's ``weight`` (``(n,)`` or ``(n, 4)`` for ``pred`` of ``(n, 4)``) to
+    the shape of the element-wise loss: ``(n,)`` for per-box losses (a ``(n, 4)``
+    weight is averaged over the coordinates, as mmdet does) and ``(n, 4)`` for
+    coordinate-wise losses (any weight :func:`broadcast_weight` accepts)."""
+    if weight is None:
+        return None
+    if not isinstance(weight, Tensor):
+        raise TypeError(f'weight must be a torch.Tensor or None, got {type(weight).__name__}')
+    if not per_box:
+        return broadcast_weight(weight, pred.shape)
     if tuple(weight.shape) == tuple(pred.shape):
-        return weight.mean(-1) if per_box else weight
+        return weight.mean(-1)
+    box_shape = tuple(pred.shape[:-1])
     if tuple(weight.shape) == box_shape:
-        return weight if per_box else weight.unsqueeze(-1)
+        return weight
     raise ValueError(
         f'weight must have shape {box_shape} or {tuple(pred.shape)} for pred of shape '
         f'{tuple(pred.shape)}, got {tuple(weight.shape)}')

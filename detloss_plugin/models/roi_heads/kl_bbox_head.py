@@ -49,13 +49,16 @@ with no proposal at all.)
 
 Var voting
 ----------
-``test_cfg.rcnn.var_voting = dict(sigma_t=0.01)`` turns on
+``test_cfg.rcnn.var_voting = dict(sigma_t=0.01)`` (or ``True``, for the default
+``sigma_t``; an unknown key is an error) turns on
 :func:`detloss_plugin.functional.var_voting` after NMS: the candidates are the boxes of
 each class above ``score_thr`` (as mmdet's ``multiclass_nms``), NMS is
 ``test_cfg.rcnn.nms`` (``type='nms'`` or, as in the reference, ``type='soft_nms'`` with
 ``method='gaussian', sigma=0.5``), and the kept boxes (after the ``max_per_img`` cut)
 are voted over all candidates of their class with the image-space variances. One call
-per image, all classes at once. Absent or ``None``: off (the boxes are NMS's).
+per image, all classes at once. Absent, ``None`` or ``False``: off (the boxes are
+NMS's). A standard deviation that overflows (log-variance above about 177 in float32)
+is Inf: such a candidate has no say in the vote.
 
 Departures:
     * mmdet's centre-size deltas instead of the paper's corner offsets (the head works
@@ -76,10 +79,11 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from detloss_plugin.functional import var_voting
+from detloss_plugin.functional._checks import check_positive
 from detloss_plugin.registry import MODELS
 from ..losses.kl_loss import KLLoss
 
-__all__ = ['KLBBoxHead', 'delta_std_to_box_std']
+__all__ = ['KLBBoxHead', 'delta_std_to_box_std', 'var_voting_options']
 
 
 def delta_std_to_box_std(rois: Tensor, deltas: Tensor, delta_std: Tensor,
@@ -109,6 +113,30 @@ def delta_std_to_box_std(rois: Tensor, deltas: Tensor, delta_std: Tensor,
     return torch.cat([std_xy, std_xy], dim=-1)
 
 
+VAR_VOTING_OPTIONS = ('sigma_t',)
+
+
+def var_voting_options(value) -> Optional[dict]:
+    """The keyword arguments of :func:`~detloss_plugin.functional.var_voting` that
+    ``test_cfg.rcnn.var_voting`` asks for, or None when voting is off.
+
+    ``None`` or ``False``: off. ``True``: on with the defaults (``sigma_t=0.01``). A
+    dict: on, with its options (``sigma_t``); an unknown key is an error, not ignored.
+    """
+    if value is None or value is False:
+        return None
+    if value is True:
+        return {}
+    if not isinstance(value, dict):
+        raise TypeError(f'test_cfg.rcnn.var_voting must be None, a bool or a dict of '
+                        f'options {VAR_VOTING_OPTIONS}, got {type(value).__name__} {value!r}')
+    unknown = sorted(set(value) - set(VAR_VOTING_OPTIONS))
+    if unknown:
+        raise ValueError(f'test_cfg.rcnn.var_voting got unknown option(s) {unknown}; its '
+                         f'options are {VAR_VOTING_OPTIONS}')
+    return dict(value)
+
+
 @MODELS.register_module()
 class KLBBoxHead(Shared2FCBBoxHead):
     """``Shared2FCBBoxHead`` with an ``fc_log_var`` branch (alpha = log sigma^2 per
@@ -121,11 +149,11 @@ class KLBBoxHead(Shared2FCBBoxHead):
     unchanged; :meth:`split_bbox_pred` separates them.
 
     Args:
-        log_var_init_std: standard deviation of the Gaussian that initialises the
-            weights of ``fc_log_var`` (bias 0): 1e-4, the paper's and the reference's
-            (``gauss_fill(0.0001)``), so that alpha starts near 0 and the loss near
-            Smooth L1. Applied at construction and, when ``init_cfg`` is None, again by
-            ``init_weights``.
+        log_var_init_std: standard deviation (a finite number >= 0) of the Gaussian
+            that initialises the weights of ``fc_log_var`` (bias 0): 1e-4, the paper's
+            and the reference's (``gauss_fill(0.0001)``), so that alpha starts near 0
+            and the loss near Smooth L1. Applied at construction and, when
+            ``init_cfg`` is None, again by ``init_weights``.
         loss_bbox: must build a :class:`~detloss_plugin.KLLoss`.
         Other arguments: as ``Shared2FCBBoxHead``. ``reg_decoded_bbox`` must be False
         (the loss is on encoded deltas) and ``bbox_coder`` a ``DeltaXYWHBBoxCoder``.
@@ -152,9 +180,7 @@ class KLBBoxHead(Shared2FCBBoxHead):
         if not isinstance(self.bbox_coder, DeltaXYWHBBoxCoder):
             raise TypeError(f'KLBBoxHead maps the variance to image coordinates for '
                             f'DeltaXYWHBBoxCoder only, got {type(self.bbox_coder).__name__}')
-        if not isinstance(log_var_init_std, (int, float)) or log_var_init_std < 0:
-            raise ValueError(f'log_var_init_std must be a number >= 0, got '
-                             f'{log_var_init_std!r}')
+        check_positive('log_var_init_std', log_var_init_std, allow_zero=True)
         box_dim = self.bbox_coder.encode_size
         self.reg_dim = box_dim if self.reg_class_agnostic else box_dim * self.num_classes
         self.fc_log_var = nn.Linear(self.reg_last_dim, self.reg_dim)
@@ -208,7 +234,9 @@ class KLBBoxHead(Shared2FCBBoxHead):
              reduction_override: Optional[str] = None) -> dict:
         """mmdet's classification loss, and the KL loss on the positive RoIs' deltas of
         their class, normalised by the number of sampled RoIs (``avg_factor``, as
-        ``BBoxHead.loss``). Also logs ``log_var`` (mean alpha over the positives)."""
+        ``BBoxHead.loss``). Also logs ``log_var`` (mean alpha over the positives).
+        Without RoIs or without positives the box loss is 0, with the graph kept (as
+        mmdet's ``Shared2FCBBoxHead``)."""
         losses = super().loss(cls_score, None, rois, labels, label_weights, bbox_targets,
                               bbox_weights, reduction_override)
         if bbox_pred is None:
@@ -216,12 +244,15 @@ class KLBBoxHead(Shared2FCBBoxHead):
         deltas, log_var = self.split_bbox_pred(bbox_pred)
         pos = (labels >= 0) & (labels < self.num_classes)
         n = bbox_pred.size(0)
+        box_dim = self.bbox_coder.encode_size
+        # explicit sizes, no -1: a view of 0 RoIs cannot infer one
         if self.reg_class_agnostic:
-            pos_deltas, pos_log_var = deltas.view(n, -1)[pos], log_var.view(n, -1)[pos]
+            pos_deltas = deltas.view(n, box_dim)[pos]
+            pos_log_var = log_var.view(n, box_dim)[pos]
         else:
             pos_labels = labels[pos]
-            pos_deltas = deltas.view(n, self.num_classes, -1)[pos, pos_labels]
-            pos_log_var = log_var.view(n, self.num_classes, -1)[pos, pos_labels]
+            pos_deltas = deltas.view(n, self.num_classes, box_dim)[pos, pos_labels]
+            pos_log_var = log_var.view(n, self.num_classes, box_dim)[pos, pos_labels]
         losses['loss_bbox'] = self.loss_bbox(
             pos_deltas, pos_log_var, bbox_targets[pos], bbox_weights[pos],
             avg_factor=bbox_targets.size(0), reduction_override=reduction_override)
@@ -277,6 +308,7 @@ class KLBBoxHead(Shared2FCBBoxHead):
                       cfg) -> InstanceData:
         """``multiclass_nms`` (score threshold, class-wise NMS, ``max_per_img``) that
         also carries the std, then var voting when configured."""
+        vote_cfg = var_voting_options(cfg.get('var_voting', None))  # checked first
         num_classes = scores.size(1) - 1
         n = scores.size(0)
         boxes = bboxes.view(n, -1, 4).expand(n, num_classes, 4)
@@ -298,10 +330,8 @@ class KLBBoxHead(Shared2FCBBoxHead):
         dets, keep = batched_nms(boxes, scores, labels, cfg.nms)
         if cfg.max_per_img > 0:
             dets, keep = dets[:cfg.max_per_img], keep[:cfg.max_per_img]
-        vote_cfg = cfg.get('var_voting', None)
-        if vote_cfg:
-            voted = var_voting(boxes, scores, std.square(), keep,
-                               sigma_t=vote_cfg.get('sigma_t', 0.01), idxs=labels)
+        if vote_cfg is not None:
+            voted = var_voting(boxes, scores, std.square(), keep, idxs=labels, **vote_cfg)
             results.bboxes = voted[:, :4]
         else:
             results.bboxes = dets[:, :4]
