@@ -51,8 +51,9 @@ import numpy as np
 __all__ = ['CLASSES', 'PALETTE', 'GENERATOR_VERSION', 'generate_synthetic_coco',
            'ensure_synthetic_coco', 'render_image']
 
+#: The four shape classes of the synthetic dataset, in category-id order.
 CLASSES: Tuple[str, ...] = ('rectangle', 'ellipse', 'triangle', 'cross')
-# Colours used to draw predictions of each class (RGB).
+#: Colours used to draw predictions of each class (RGB).
 PALETTE: Tuple[Tuple[int, int, int], ...] = (
     (230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48))
 GENERATOR_VERSION = 1
