@@ -213,26 +213,29 @@ def aligned_similarity(boxes1: Tensor, boxes2: Tensor, mode: str = 'iou',
 
 def pairwise_similarity(boxes1: Tensor, boxes2: Tensor, mode: str = 'iou',
                         eps: float = 1e-7, **options) -> Tensor:
-    r"""The ``N x M`` similarity matrix: ``out[i, j] = aligned_similarity(boxes1[i],
-    boxes2[j], mode, eps, **options)``.
+    r"""The ``N x M`` similarity matrix: ``out[..., i, j] = aligned_similarity(
+    boxes1[..., i, :], boxes2[..., j, :], mode, eps, **options)``.
 
     Args:
-        boxes1: ``Tensor[N, 4]``; boxes2: ``Tensor[M, 4]`` (same dtype).
+        boxes1: ``Tensor[..., N, 4]``; boxes2: ``Tensor[..., M, 4]`` (same leading
+            batch dimensions, if any).
         mode, eps, options: as :func:`aligned_similarity` (``normalize``, ``constant``,
             ``theta``, ``alpha_gate``).
 
     Returns:
-        ``Tensor[N, M]`` in the dtype of ``boxes1``; differentiable with respect to both
-        inputs. Memory: a few ``N x M`` float32 temporaries (about 15 for CIoU).
+        ``Tensor[..., N, M]`` in the dtype of ``boxes1``; differentiable with respect to
+        both inputs. Memory: a few ``N x M`` float32 temporaries (about 15 for CIoU).
     """
     for name, boxes in (('boxes1', boxes1), ('boxes2', boxes2)):
         if not isinstance(boxes, Tensor):
             raise TypeError(f'{name} must be a torch.Tensor, got {type(boxes).__name__}')
-        if boxes.dim() != 2 or boxes.shape[-1] != 4:
-            raise ValueError(f'{name} must have shape (N, 4) as (x1, y1, x2, y2), got '
+        if boxes.dim() < 2 or boxes.shape[-1] != 4:
+            raise ValueError(f'{name} must have shape (..., N, 4) as (x1, y1, x2, y2), got '
                              f'{tuple(boxes.shape)}')
-    n, m = boxes1.shape[0], boxes2.shape[0]
-    grid1 = boxes1[:, None, :].expand(n, m, 4)
-    grid2 = boxes2[None, :, :].expand(n, m, 4)
+    if boxes1.shape[:-2] != boxes2.shape[:-2]:
+        raise ValueError(f'boxes1 and boxes2 must have the same batch dimensions, got '
+                         f'{tuple(boxes1.shape)} and {tuple(boxes2.shape)}')
+    grid = boxes1.shape[:-1] + boxes2.shape[-2:-1] + (4,)
+    grid1 = boxes1.unsqueeze(-2).expand(grid)
+    grid2 = boxes2.unsqueeze(-3).expand(grid)
     return aligned_similarity(grid1, grid2, mode, eps, **options)
-
