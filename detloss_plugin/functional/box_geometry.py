@@ -33,8 +33,9 @@ from torch import Tensor
 
 from ._checks import check_boxes, check_choice, check_positive, upcast
 
-__all__ = ['BoxPairGeometry', 'box_pair_geometry', 'center_offsets', 'wasserstein_sq',
-           'nwd', 'aligned_similarity', 'pairwise_similarity', 'similarity_range',
+__all__ = ['BoxPairGeometry', 'box_pair_geometry', 'center_offsets', 'gaussian_embedding',
+           'wasserstein_sq',
+           'pairwise_wasserstein', 'nwd', 'aligned_similarity', 'pairwise_similarity', 'similarity_range',
            'SIMILARITY_MODES', 'NWD_CONSTANT']
 
 SIMILARITY_MODES = ('iou', 'iof', 'giou', 'diou', 'ciou', 'siou', 'eiou', 'nwd')
@@ -107,9 +108,19 @@ def center_offsets(pred: Tensor, target: Tensor):
     return ((tx1 + tx2) - (px1 + px2)) * 0.5, ((ty1 + ty2) - (py1 + py2)) * 0.5
 
 
+def gaussian_embedding(boxes: Tensor) -> Tensor:
+    r"""``(c_x, c_y, w / 2, h / 2)``, ``Tensor[..., 4]``: the box as the 2-D Gaussian
+    :math:`\mathcal N((c_x, c_y), \mathrm{diag}(w^2/4, h^2/4))`, in coordinates where
+    the squared 2-Wasserstein distance of two boxes is the squared Euclidean distance
+    of their embeddings (:func:`wasserstein_sq`)."""
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    return torch.stack([(x1 + x2) * 0.5, (y1 + y2) * 0.5, (x2 - x1) * 0.5,
+                        (y2 - y1) * 0.5], dim=-1)
+
+
 def wasserstein_sq(pred: Tensor, target: Tensor) -> Tensor:
     r"""Squared 2-Wasserstein distance between the boxes as 2-D Gaussians
-    :math:`\mathcal N((c_x, c_y), \mathrm{diag}(w^2/4, h^2/4))`:
+    (:func:`gaussian_embedding`):
 
     .. math::
         W_2^2 = \lVert c_1 - c_2 \rVert^2 + \frac{(w_1 - w_2)^2 + (h_1 - h_2)^2}{4}
@@ -117,12 +128,24 @@ def wasserstein_sq(pred: Tensor, target: Tensor) -> Tensor:
     ``pred`` and ``target``: ``Tensor[..., 4]`` of broadcastable shapes; returns the
     broadcast shape without the last dimension.
     """
-    px1, py1, px2, py2 = pred.unbind(-1)
-    tx1, ty1, tx2, ty2 = target.unbind(-1)
-    dx, dy = center_offsets(pred, target)
-    dw = (px2 - px1) - (tx2 - tx1)
-    dh = (py2 - py1) - (ty2 - ty1)
-    return dx * dx + dy * dy + (dw * dw + dh * dh) * 0.25
+    diff = gaussian_embedding(pred) - gaussian_embedding(target)
+    return (diff * diff).sum(-1)
+
+
+def pairwise_wasserstein(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    r"""``Tensor[..., N, M]``: the 2-Wasserstein distance :math:`W_2` (not squared) of
+    every pair of ``boxes1`` ``Tensor[..., N, 4]`` and ``boxes2`` ``Tensor[..., M, 4]``,
+    as the Euclidean distance of their :func:`gaussian_embedding` (``torch.cdist``
+    without the matrix-product shortcut, whose cancellation would cost a fraction of a
+    pixel at image coordinates). Same dtype rules as :func:`nwd`."""
+    return torch.cdist(gaussian_embedding(boxes1), gaussian_embedding(boxes2),
+                       compute_mode='donot_use_mm_for_euclid_dist')
+
+
+def _nwd_from_distance(dist: Tensor, constant: float, eps: float) -> Tensor:
+    """``exp(-max(W, sqrt(eps)) / C)``: :func:`nwd` from a distance instead of its
+    square (the same clamp)."""
+    return torch.exp(-dist.clamp(min=eps ** 0.5) / constant)
 
 
 def nwd(pred: Tensor, target: Tensor, constant: float = NWD_CONSTANT,
@@ -151,7 +174,7 @@ def nwd(pred: Tensor, target: Tensor, constant: float = NWD_CONSTANT,
     check_positive('constant', constant)
     pred, target, dtype = upcast(pred, target)
     w2 = wasserstein_sq(pred, target)
-    return torch.exp(-w2.clamp(min=eps).sqrt() / constant).to(dtype)
+    return _nwd_from_distance(w2.clamp(min=eps).sqrt(), constant, eps).to(dtype)
 
 
 def similarity_range(mode: str):
@@ -184,8 +207,15 @@ def aligned_similarity(boxes1: Tensor, boxes2: Tensor, mode: str = 'iou',
         ``Tensor[...]`` (the shape of ``boxes1`` without the last dimension), in the
         dtype of ``boxes1`` (half precision is computed in float32).
     """
-    from . import iou_losses as L, iou_variants as V  # they import this module
     check_boxes(boxes1, boxes2)
+    return _similarity(boxes1, boxes2, mode, eps, normalize, constant, theta, alpha_gate)
+
+
+def _similarity(boxes1: Tensor, boxes2: Tensor, mode: str, eps: float, normalize: bool,
+                constant: float, theta: float, alpha_gate: bool) -> Tensor:
+    """:func:`aligned_similarity` without the shape check: ``'iou'``, ``'iof'`` and
+    ``'nwd'`` accept broadcastable shapes; the loss-based modes need equal ones."""
+    from . import iou_losses as L, iou_variants as V  # they import this module
     check_choice('mode', mode, SIMILARITY_MODES)
     boxes1, boxes2, dtype = upcast(boxes1, boxes2)
     if mode == 'iou':
@@ -235,7 +265,20 @@ def pairwise_similarity(boxes1: Tensor, boxes2: Tensor, mode: str = 'iou',
     if boxes1.shape[:-2] != boxes2.shape[:-2]:
         raise ValueError(f'boxes1 and boxes2 must have the same batch dimensions, got '
                          f'{tuple(boxes1.shape)} and {tuple(boxes2.shape)}')
-    grid = boxes1.shape[:-1] + boxes2.shape[-2:-1] + (4,)
-    grid1 = boxes1.unsqueeze(-2).expand(grid)
-    grid2 = boxes2.unsqueeze(-3).expand(grid)
-    return aligned_similarity(grid1, grid2, mode, eps, **options)
+    check_choice('mode', mode, SIMILARITY_MODES)
+    rows, cols = boxes1.unsqueeze(-2), boxes2.unsqueeze(-3)
+    if mode not in ('iou', 'iof', 'nwd'):   # the losses take boxes of equal shapes
+        grid = boxes1.shape[:-1] + boxes2.shape[-2:-1] + (4,)
+        rows, cols = rows.expand(grid), cols.expand(grid)
+    options = dict(dict(normalize=False, constant=NWD_CONSTANT, theta=4.0,
+                        alpha_gate=False), **options)
+    unknown = set(options) - {'normalize', 'constant', 'theta', 'alpha_gate'}
+    if unknown:
+        raise TypeError(f'pairwise_similarity got unknown options {sorted(unknown)}; '
+                        f'allowed: normalize, constant, theta, alpha_gate')
+    if mode == 'nwd':   # one cdist instead of N x M x 4 differences
+        check_positive('constant', options['constant'])
+        b1, b2, dtype = upcast(boxes1, boxes2)
+        return _nwd_from_distance(pairwise_wasserstein(b1, b2), options['constant'],
+                                  eps).to(dtype)
+    return _similarity(rows, cols, mode, eps, **options)

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_boxes, check_choice, check_positive, upcast
-from .box_geometry import NWD_CONSTANT, nwd, wasserstein_sq
+from .box_geometry import NWD_CONSTANT, nwd, pairwise_similarity, wasserstein_sq
 from .cluster_nms import _cluster_keep, _sorted
 from .nms import _BLOCK_ELEMENTS
 
@@ -90,8 +90,8 @@ def _nwd_suppression_matrix(boxes: Tensor, threshold: float, constant: float) ->
     block = max(1, _BLOCK_ELEMENTS // max(n, 1))
     for start in range(0, n, block):  # row blocks bound the float temporaries
         rows = boxes[start:start + block]
-        hit = nwd(rows[:, None], boxes[None, start:], constant) > threshold
-        matrix[start:start + rows.shape[0], start:] = torch.triu(hit, diagonal=1)
+        value = pairwise_similarity(rows, boxes[start:], 'nwd', constant=constant)
+        matrix[start:start + rows.shape[0], start:] = torch.triu(value > threshold, diagonal=1)
     return matrix
 
 
