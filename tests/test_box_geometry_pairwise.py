@@ -206,3 +206,17 @@ def test_nwd_loss_half_and_bad_mode():
         nwd_loss(p, t, 'kl')
     with pytest.raises(ValueError, match='gamma'):
         nwd_loss(p, t, 'norm_sqrt', gamma=0.0)
+
+
+@pytest.mark.parametrize('mode', SIMILARITY_MODES)
+def test_batched_pairwise(mode):
+    b1 = torch.stack([random_boxes(5, 21), random_boxes(5, 22)])
+    b2 = torch.stack([random_boxes(3, 23), random_boxes(3, 24)])
+    out = pairwise_similarity(b1, b2, mode)
+    assert out.shape == (2, 5, 3)
+    for i in range(2):
+        torch.testing.assert_close(out[i], pairwise_similarity(b1[i], b2[i], mode))
+    with pytest.raises(ValueError, match='batch'):
+        pairwise_similarity(b1, b2[0:1], mode)
+    with pytest.raises(TypeError, match='constnt'):
+        pairwise_similarity(b1, b2, mode, constnt=1.0)
