@@ -21,8 +21,9 @@ A prior is
 
 Departures from the reference (mmdet 2.x ``RankingAssigner``): a prior in the top k of
 several ground truths goes to the one it is most similar to (the reference gives it to
-the last in index order); priors ignored through ``gt_bboxes_ignore`` are masked, never
-positive (the reference writes -1 into the similarity, which a raw GIoU can also take).
+the last in index order); priors ignored through ``gt_bboxes_ignore`` are masked: never
+positive and left out of the ranking (the reference writes -1 into the similarity,
+which a raw GIoU can also take).
 Vectorised: no Python loop over ground truths.
 """
 from typing import Optional
@@ -109,10 +110,13 @@ class RankingAssigner(BaseAssigner):
             ignored = torch.zeros(num_priors, dtype=torch.bool, device=overlaps.device)
         max_overlaps = overlaps.max(dim=0).values
         gt_inds[(max_overlaps < self.neg_iou_thr) & ~ignored] = 0
+        # ignored priors take no place in the ranking
+        minus_inf = overlaps.new_tensor(float('-inf'))
+        ranked = torch.where(ignored[None, :], minus_inf, overlaps)
         k = min(self.topk, num_priors)
-        kth = overlaps.topk(k, dim=1).values[:, -1:]           # (num_gts, 1)
-        selected = (overlaps >= kth) & ~ignored[None, :]
-        best = torch.where(selected, overlaps, overlaps.new_tensor(float('-inf')))
+        kth = ranked.topk(k, dim=1).values[:, -1:]             # (num_gts, 1)
+        selected = (ranked >= kth) & ~ignored[None, :]
+        best = torch.where(selected, overlaps, minus_inf)
         best_gt = best.max(dim=0).indices
         positive = selected.any(dim=0)
         gt_inds = torch.where(positive, best_gt + 1, gt_inds)
