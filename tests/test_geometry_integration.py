@@ -66,7 +66,8 @@ def _ciou_matching(body_head: str) -> str:
 def test_dino_ciou_cost_and_loss(tmp_path, calls):
     body = _ciou_matching("num_queries=100,").replace(
         'COST0', "dict(type='FocalLossCost', weight=2.0)")
-    out = train_and_predict(tmp_path, DINO, body, steps=2, size=64)
+    # 96 px: 193 encoder tokens on the 4 levels, more than the 100 queries
+    out = train_and_predict(tmp_path, DINO, body, steps=2, size=96)
     _finite(out)
     assert calls.get('cost', 0) > 0
     assert any(type(m).__name__ == 'CIoULoss' and type(m).__module__.startswith('detloss')
