@@ -153,3 +153,26 @@ def test_nwd_loss_module_contract():
         NWDLoss(mode='kl')
     with pytest.raises(TypeError, match='constnt'):
         NWDLoss(constnt=12.8)
+
+
+def test_sparse_pairs_in_small_chunks_and_many_boxes(monkeypatch):
+    """The near-pair search in chunks of a few pairs gives the same result, and a larger
+    set (800 boxes, some in long chains) matches the slow loop."""
+    import detloss_plugin.functional.wasserstein as W
+    boxes, scores = tiny_boxes(800, seed=31, size=300.0, clusters=60)
+    expected = slow_nwd_nms(boxes.double(), scores, 0.8)
+    assert nwd_nms(boxes, scores, 0.8).tolist() == expected
+    monkeypatch.setattr(W, '_BLOCK_ELEMENTS', 7)
+    assert nwd_nms(boxes, scores, 0.8).tolist() == expected
+
+
+def test_thresholds_zero_and_one_and_nan():
+    boxes, scores = tiny_boxes(50, seed=2)
+    # NWD > 0 always: the best box suppresses everything; NWD > 1 never
+    assert nwd_nms(boxes, scores, 0.0).tolist() == [int(scores.argmax())]
+    assert sorted(nwd_nms(boxes, scores, 1.0).tolist()) == list(range(50))
+    bad = boxes.clone()
+    bad[3] = float('nan')
+    keep = nwd_nms(bad, scores, 0.85)
+    assert 3 in keep.tolist()   # a NaN box suppresses nothing and is not suppressed
+    assert keep.tolist() == [k for k in slow_nwd_nms(bad.double(), scores, 0.85)]
