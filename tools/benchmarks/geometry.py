@@ -7,7 +7,8 @@ assigner sees), detloss's ``pairwise_similarity`` in every mode against mmdet's
 ``bbox_overlaps`` (IoU and GIoU: the modes both have). NMS: ``n`` tiny detections
 (2-32 px, clustered around n/25 objects in an 800 x 800 image), detloss's ``nwd_nms``
 (threshold 0.85) against its ``diou_nms`` and mmcv's IoU ``nms`` (different criteria,
-the kept counts differ). ``extras``: kept counts.
+the kept counts differ). ``extras``: the sum of each matrix (detloss and mmdet agree on
+IoU and GIoU) and the kept counts.
 """
 import math
 
@@ -93,7 +94,8 @@ def _kept(out):
 CASES = [
     Case('geometry_pairwise', 'pairwise similarity, n gts x 100 n priors', [10, 50], [10],
          pair_inputs, [_pairwise(m) for m in MODES] + [_mmdet('iou'), _mmdet('giou')],
-         size_name=lambda n: f'{n}x{100 * n}', min_run_time=0.5),
+         size_name=lambda n: f'{n}x{100 * n}', value=lambda out: float(out.double().sum()),
+         min_run_time=0.5),
     Case('nwd_nms', 'NWD-NMS (0.85) vs DIoU-NMS / IoU NMS (0.5), tiny boxes',
          [1000, 4000], [1000], tiny_detections, [
              _nms('detloss nwd_nms', _nwd_nms, ref=True),
