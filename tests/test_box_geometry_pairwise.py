@@ -220,3 +220,16 @@ def test_batched_pairwise(mode):
         pairwise_similarity(b1, b2[0:1], mode)
     with pytest.raises(TypeError, match='constnt'):
         pairwise_similarity(b1, b2, mode, constnt=1.0)
+
+
+@pytest.mark.parametrize('mode', ['exp', 'sqrt', 'log', 'norm_sqrt', 'w2'])
+def test_nwd_loss_nan_stays_nan_and_empty(mode):
+    p, t = random_boxes(3, 25), random_boxes(3, 26)
+    p[1, 2] = float('nan')
+    loss = nwd_loss(p, t, mode)
+    assert loss[1].isnan() and not loss[[0, 2]].isnan().any()
+    empty = p[:0].clone().requires_grad_()
+    out = nwd_loss(empty, t[:0], mode)
+    assert out.shape == (0,)
+    out.sum().backward()
+    assert empty.grad.shape == (0, 4)
