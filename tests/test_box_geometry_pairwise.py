@@ -78,9 +78,9 @@ def test_iou_and_giou_match_hand_iou_and_losses():
             assert iou[i, j].item() == pytest.approx(hand_iou(b1[i].tolist(), b2[j].tolist()),
                                                      abs=1e-9)
     torch.testing.assert_close(aligned_similarity(b1, b2, 'giou'),
-                               1 - giou_loss(b1, b2, fast=False))
+                               1 - giou_loss(b1, b2))
     torch.testing.assert_close(aligned_similarity(b1, b2, 'ciou', alpha_gate=True),
-                               1 - ciou_loss(b1, b2, alpha_gate=True, fast=False))
+                               1 - ciou_loss(b1, b2, alpha_gate=True))
 
 
 @pytest.mark.parametrize('mode', SIMILARITY_MODES)

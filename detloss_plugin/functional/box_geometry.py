@@ -227,12 +227,11 @@ def _similarity(boxes1: Tensor, boxes2: Tensor, mode: str, eps: float, normalize
         value = nwd(boxes1, boxes2, constant, eps)
     else:
         loss = {
-            'giou': lambda: L.giou_loss(boxes1, boxes2, eps, fast=False),
-            'diou': lambda: L.diou_loss(boxes1, boxes2, eps, fast=False),
-            'ciou': lambda: L.ciou_loss(boxes1, boxes2, eps, alpha_gate=alpha_gate,
-                                        fast=False),
+            'giou': lambda: L.giou_loss(boxes1, boxes2, eps),
+            'diou': lambda: L.diou_loss(boxes1, boxes2, eps),
+            'ciou': lambda: L.ciou_loss(boxes1, boxes2, eps, alpha_gate=alpha_gate),
             'siou': lambda: V.siou_loss(boxes1, boxes2, theta, eps),
-            'eiou': lambda: L.eiou_loss(boxes1, boxes2, eps, fast=False),
+            'eiou': lambda: L.eiou_loss(boxes1, boxes2, eps),
         }[mode]()
         value = 1 - loss
     if normalize and _LOWER_BOUND[mode] != 0:

@@ -14,11 +14,7 @@ import math
 
 import torch
 
-if __package__ in (None, ''):
-    import os
-    import sys
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import Case, Contender, measure_cases, standalone  # noqa: E402
+from tools.benchmarks._common import Case, Contender, measure_cases, standalone
 
 MODES = ('iou', 'giou', 'diou', 'ciou', 'siou', 'eiou', 'nwd')
 
