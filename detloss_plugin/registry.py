@@ -16,8 +16,9 @@ import difflib
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
+from mmengine.registry import TASK_UTILS as MMENGINE_TASK_UTILS
 
-__all__ = ['MODELS', 'HOOKS']
+__all__ = ['MODELS', 'HOOKS', 'TASK_UTILS']
 
 
 class _SuggestingRegistry(Registry):
@@ -48,3 +49,8 @@ MODELS = _SuggestingRegistry('model', parent=MMENGINE_MODELS, scope='detloss_plu
                              locations=['detloss_plugin.models'])
 HOOKS = _SuggestingRegistry('hook', parent=MMENGINE_HOOKS, scope='detloss_plugin',
                             locations=['detloss_plugin.engine'])
+# matching costs, IoU calculators and assigners (built by mmdet's heads and assigners
+# from their ``assigner`` / ``iou_calculator`` / ``match_costs`` configs)
+TASK_UTILS = _SuggestingRegistry('task util', parent=MMENGINE_TASK_UTILS,
+                                 scope='detloss_plugin',
+                                 locations=['detloss_plugin.models.task_modules'])

@@ -86,7 +86,7 @@ def ranking_contract(seed):
 
 BOX_LOSSES = ['IoULoss', 'GIoULoss', 'DIoULoss', 'CIoULoss', 'EfficientIoULoss',
               'FocalEIoULoss', 'SIoULoss', 'AlphaIoULoss', 'WIoULoss', 'L1Loss', 'MSELoss',
-              'SmoothL1Loss', 'FocalL1Loss']
+              'SmoothL1Loss', 'FocalL1Loss', 'NWDLoss']
 RANKING = 'ranking op: the ranking losses do not compile yet (data-dependent guard)'
 
 # registered name -> [(config, contract, marks)]

@@ -1,5 +1,7 @@
 """detloss's functional core: element-wise losses and NMS in pure torch (no mmdet)."""
 from .box_geometry import BoxPairGeometry, box_pair_geometry
+from .box_geometry import (SIMILARITY_MODES, aligned_similarity, nwd, pairwise_similarity,
+                           wasserstein_sq)
 from .coordinate_losses import focal_l1_loss, l1_loss, mse_loss, smooth_l1_loss
 from .iou_losses import ciou_loss, diou_loss, eiou_loss, focal_eiou_loss, giou_loss, iou_loss
 from .nms import batched_diou_nms, diou_nms
@@ -13,6 +15,7 @@ from .cluster_nms import cluster_diou_nms, weighted_cluster_diou_nms
 from .ranking import ap_loss, dr_loss
 from .kl_loss import kl_loss
 from .var_voting import var_voting
+from .wasserstein import nwd_loss, nwd_nms
 
 __all__ = [
     'BoxPairGeometry', 'box_pair_geometry',
@@ -28,4 +31,6 @@ __all__ = [
     'cluster_diou_nms', 'weighted_cluster_diou_nms',
     'ap_loss', 'dr_loss',
     'kl_loss', 'var_voting',
+    'SIMILARITY_MODES', 'aligned_similarity', 'pairwise_similarity', 'nwd', 'wasserstein_sq',
+    'nwd_loss', 'nwd_nms',
 ]

@@ -6,3 +6,4 @@ from .losses import *  # noqa: F401,F403
 if find_spec('mmdet') is not None:
     from .dense_heads import *  # noqa: F401,F403
     from .roi_heads import *  # noqa: F401,F403
+    from .task_modules import *  # noqa: F401,F403

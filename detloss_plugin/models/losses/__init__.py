@@ -9,6 +9,7 @@ from .sce_loss import SymmetricCELoss
 from .seesaw_loss import SeesawLoss
 from .ranking_loss import APLoss, DRLoss
 from .kl_loss import KLLoss
+from .nwd_loss import NWDLoss
 
 __all__ = [
     'IoULoss', 'GIoULoss', 'DIoULoss', 'CIoULoss', 'EfficientIoULoss', 'FocalEIoULoss',
@@ -16,5 +17,5 @@ __all__ = [
     'CrossEntropyLoss', 'FocalLoss', 'GHMC', 'GHMR', 'AnchorLoss', 'SymmetricCELoss',
     'SeesawLoss',
     'SIoULoss', 'AlphaIoULoss', 'WIoULoss',
-    'APLoss', 'DRLoss', 'KLLoss',
+    'APLoss', 'DRLoss', 'KLLoss', 'NWDLoss',
 ]
