@@ -17,7 +17,8 @@ from sphinx.util.inventory import InventoryFile
 
 PUBLIC_MODULES = ['detloss_plugin.functional', 'detloss_plugin.models.losses',
                   'detloss_plugin.models.dense_heads', 'detloss_plugin.models.roi_heads',
-                  'detloss_plugin.ops', 'detloss_plugin.engine', 'detloss_plugin.datasets']
+                  'detloss_plugin.models.task_modules', 'detloss_plugin.ops', 'detloss_plugin.engine',
+                  'detloss_plugin.datasets']
 
 
 def documented_names(inventory_path):
