@@ -88,3 +88,18 @@ def upcast(*tensors: Tensor):
         return tuple(_HalfToFloat.apply(t) if t.requires_grad else t.float()
                      for t in tensors) + (dtype,)
     return tuple(tensors) + (dtype,)
+
+
+# ---- finite options (the ranking losses) ---------------------------------------------
+def check_finite(name: str, value) -> None:
+    """``value`` is a finite Python number (NaN and +-Inf refused)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f'{name} must be a number, got {type(value).__name__}')
+    if value != value or value in (float('inf'), float('-inf')):
+        raise ValueError(f'{name} must be a finite number, got {value}')
+
+
+def check_finite_positive(name: str, value, allow_zero: bool = False) -> None:
+    """:func:`check_positive`, and NaN / Inf refused."""
+    check_finite(name, value)
+    check_positive(name, value, allow_zero)

@@ -41,9 +41,6 @@ class RankingRetinaHead(RetinaHead):
     reference codes do (no gathering across GPUs).
     """
 
-    #: read by the ranking losses, which refuse to be built inside any other head
-    accepts_ranking_loss = True
-
     def __init__(self, *args, loss_cls: Optional[dict] = None, **kwargs) -> None:
         loss_cls = dict(type='detloss_plugin.APLoss') if loss_cls is None else dict(loss_cls)
         # AnchorHead chooses C (not C + 1) output channels from the config dict
@@ -54,6 +51,7 @@ class RankingRetinaHead(RetinaHead):
                 f'RankingRetinaHead needs a ranking loss_cls (detloss_plugin.APLoss or '
                 f'detloss_plugin.DRLoss), got {type(self.loss_cls).__name__}: use '
                 f"type='RetinaHead' for per-anchor classification losses")
+        self.loss_cls.attach(self)  # called once per batch by loss_by_feat
 
     def loss_by_feat(self, cls_scores: List[Tensor], bbox_preds: List[Tensor],
                      batch_gt_instances: InstanceList, batch_img_metas: List[dict],

@@ -10,38 +10,25 @@ Call: ``loss(cls_score, labels, label_weights=None, avg_factor=None)`` with ``cl
 no ``'none'`` (no per-element loss).
 
 These are not per-level ``loss_cls`` drop-ins: mmdet's dense heads call ``loss_cls``
-once per FPN level, which would rank each level separately. Use them through
-``detloss_plugin.RankingRetinaHead``, which calls the loss once per batch. Building one
-inside any other mmdet head raises a ``ValueError`` that names the head to use.
+once per FPN level, which would rank each level separately. The contract is explicit:
+a head that calls the loss once for the whole batch (``RankingRetinaHead``,
+``RankSortATSSHead``, ``ALRPRetinaHead``) declares it with :meth:`RankingLoss.attach`
+when it builds the loss; a ranking loss that no head attached refuses to run, with a
+``ValueError`` that names the heads to use. Code that calls the module itself on a
+whole batch attaches it once: ``APLoss().attach('my code')``.
 """
-import sys
 from typing import Optional, Union
 
 from torch import Tensor, nn
 
 from detloss_plugin.functional import ranking as R
-from detloss_plugin.functional._checks import check_positive
+from detloss_plugin.functional._checks import check_finite, check_finite_positive
 from detloss_plugin.registry import MODELS
 
 __all__ = ['APLoss', 'DRLoss', 'RankingLoss']
 
-_RANKING_HEAD = 'detloss_plugin.RankingRetinaHead'
-
-
-def _owner_head():
-    """The head whose ``__init__`` is building this loss, if any: mmdet's heads build
-    ``loss_cls`` inside their constructor, so it is the nearest caller frame whose
-    ``self`` looks like a detection head (duck typing: no mmdet import here)."""
-    frame = sys._getframe(2)
-    for _ in range(40):
-        if frame is None:
-            return None
-        owner = frame.f_locals.get('self')
-        if frame.f_code.co_name == '__init__' and isinstance(owner, nn.Module) and (
-                hasattr(owner, 'loss_by_feat') or hasattr(owner, 'loss_and_target')):
-            return owner
-        frame = frame.f_back
-    return None
+_RANKING_HEADS = ('detloss_plugin.RankingRetinaHead', 'detloss_plugin.ALRPRetinaHead',
+                  'detloss_plugin.RankSortATSSHead')
 
 
 class RankingLoss(nn.Module):
@@ -56,17 +43,25 @@ class RankingLoss(nn.Module):
         if use_sigmoid is not True:
             raise ValueError(f'{type(self).__name__} ranks sigmoid (one-vs-all) scores: '
                              f'use_sigmoid must be True, got {use_sigmoid!r}')
-        owner = _owner_head()
-        if owner is not None and not getattr(owner, 'accepts_ranking_loss', False):
-            raise ValueError(
-                f'{type(self).__name__} ranks every anchor of the batch at once, but '
-                f'{type(owner).__name__} calls loss_cls once per FPN level (or per RoI '
-                f'batch): use bbox_head=dict(type={_RANKING_HEAD!r}, ...) (a RetinaHead '
-                f'that calls the ranking loss once for the batch)')
-        check_positive('loss_weight', loss_weight, allow_zero=True)
+        #: who calls this loss once per batch (set by :meth:`attach`); None: nobody
+        self.attached_to: Optional[str] = None
+        check_finite_positive('loss_weight', loss_weight, allow_zero=True)
         self.loss_weight = float(loss_weight)
 
+    def attach(self, caller) -> 'RankingLoss':
+        """Declare that ``caller`` (a head, or a name) calls this loss once with every
+        anchor of the batch. Returns the loss."""
+        self.attached_to = caller if isinstance(caller, str) else type(caller).__name__
+        return self
+
     def _check_call(self, reduction_override: Optional[str], kwargs: dict) -> None:
+        if self.attached_to is None:
+            raise ValueError(
+                f'{type(self).__name__} ranks every anchor of the batch at once, but no '
+                f'head declared that it calls it so (mmdet\'s heads call loss_cls once per '
+                f'FPN level or RoI batch): use bbox_head=dict(type=...) with one of '
+                f'{", ".join(_RANKING_HEADS)}; code that calls it on a whole batch itself '
+                f'calls loss.attach("name") first')
         # mmdet's call contract: a reduction can be asked for; a ranking loss has no
         # per-element form, so only the batch's scalar ('mean' / 'sum') exists
         if reduction_override not in (None, 'mean', 'sum'):
@@ -100,7 +95,7 @@ class APLoss(RankingLoss):
     def __init__(self, delta: float = 1.0, loss_weight: float = 1.0,
                  use_sigmoid: bool = True) -> None:
         super().__init__(loss_weight, use_sigmoid)
-        check_positive('delta', delta)
+        check_finite_positive('delta', delta)
         self.delta = float(delta)
 
     def forward(self, cls_score: Tensor, labels: Tensor, label_weights: Optional[Tensor] = None,
@@ -139,9 +134,8 @@ class DRLoss(RankingLoss):
         super().__init__(loss_weight, use_sigmoid)
         for name, value in (('pos_lambda', pos_lambda), ('neg_lambda', neg_lambda),
                             ('L', L), ('tau', tau)):
-            check_positive(name, value)
-        if not isinstance(margin, (int, float)) or isinstance(margin, bool):
-            raise TypeError(f'margin must be a number, got {type(margin).__name__}')
+            check_finite_positive(name, value)
+        check_finite('margin', margin)
         self.pos_lambda = float(pos_lambda)
         self.neg_lambda = float(neg_lambda)
         self.L = float(L)
