@@ -214,9 +214,17 @@ model = dict(
     bbox_head=dict(in_channels=64, feat_channels=64, stacked_convs=1,
                    loss_cls=dict(_delete_=True, type='detloss_plugin.APLoss', use_sigmoid=True)))
 """
-    with pytest.raises(ValueError, match=r"RetinaHead calls loss_cls once per FPN level.*"
-                                         r"detloss_plugin.RankingRetinaHead"):
-        build_detector(write_config(tmp_path, RETINANET, body))
+    cfg, model = build_detector(write_config(tmp_path, RETINANET, body))
+    assert model.bbox_head.loss_cls.attached_to is None  # a stock head attaches nothing
+    data = model.data_preprocessor(demo_batch(batch_size=1, size=64, num_classes=80), True)
+    with pytest.raises(ValueError, match=r"no head declared.*detloss_plugin.RankingRetinaHead"):
+        model(**data, mode='loss')
+
+
+def test_ranking_head_attaches_its_loss(tmp_path):
+    cfg, model = build_detector(write_config(tmp_path, RETINANET,
+                                             TINY_RETINANET.format(loss_cls=LOSS_CFGS['APLoss'])))
+    assert model.bbox_head.loss_cls.attached_to == 'RankingRetinaHead'
 
 
 def test_per_anchor_loss_in_the_ranking_head_is_refused(tmp_path):

@@ -189,32 +189,53 @@ def normaliser(num_pos: Tensor, avg_factor: Optional[Tensor], avg_number: float)
     return num_pos.clamp(min=1).to(core.F64)
 
 
+class PositiveRanks:
+    """What AP-loss and aLRP loss share, for the positives of ``logits`` ``[n, C]``
+    (one per used foreground anchor, its logit in its own column):
+
+    - ``rows, cols, s, valid, w_pos``: the slots (see :func:`positive_slots`);
+    - ``bps``: their :class:`~ranking_core.Breakpoints`;
+    - ``a``: :math:`1 + \sum_{k \in P, k \ne i} H(s_k - s_i)`, the rank among
+      positives (1 off the positives);
+    - ``b``: :math:`\sum_{j \in N} H(s_j - s_i)`, the negatives above (0 off them);
+    - ``grad``: ``Tensor[n, C]`` holding the entries' intervals until
+      ``finish(f_low, slope)`` writes the negatives' update into it.
+    """
+
+    def __init__(self, logits: Tensor, labels: Tensor, used: Tensor, delta: float,
+                 mode: int) -> None:
+        n, c = logits.shape
+        kernel = core.ranking_kernel(logits, mode)
+        self.rows, self.cols, s, valid = positive_slots(logits, labels, used,
+                                                        compact=kernel is not None)
+        self.s, self.valid = s, valid
+        self.w_pos = valid.to(core.F64)
+        self.s_safe = torch.where(valid, s, torch.zeros_like(s))
+        self.bps = bps = core.Breakpoints(s, valid, delta)
+        self.a = torch.where(valid, 1.0 + self.pair_sums(self.w_pos), torch.ones_like(s))
+        counts, offsets = bps.new_sums()
+        self.grad = torch.empty(n, c, dtype=logits.dtype, device=logits.device)
+        self.finish = core.entry_passes(bps, logits, negative_rows(labels, used, c), kernel,
+                                        counts, offsets, self.grad)
+        self.b = torch.where(valid, bps.step_sums(counts, offsets), torch.zeros_like(s))
+
+    def pair_sums(self, weights: Tensor) -> Tensor:
+        """:math:`\sum_{k \in P, k \ne i} w_k H(s_k - s_i)` for every slot ``i``
+        (``weights`` 0 off the positives)."""
+        counts, offsets = self.bps.new_sums()
+        self.bps.accumulate(self.s_safe, weights, counts, offsets)
+        return self.bps.step_sums(counts, offsets) - weights * self.bps.self_term(self.s_safe)
+
+
 # ---------------------------------------------------------------------------- AP-loss
 def _ap_loss_update(logits: Tensor, labels: Tensor, used: Tensor, delta: float,
                     avg_factor: Optional[Tensor], avg_number: float, mode: int):
     r"""AP-loss value and the error-driven update w.r.t. ``logits`` (see
     :func:`ap_loss`), in float64, on the ranking core
     (:class:`~detloss_plugin.functional.ranking_core.Breakpoints`)."""
-    n, c = logits.shape
-    kernel = core.ranking_kernel(logits, mode)
-    rows, cols, s, valid = positive_slots(logits, labels, used, compact=kernel is not None)
-    w_pos = valid.to(core.F64)
-    s_safe = torch.where(valid, s, torch.zeros_like(s))
-    bps = core.Breakpoints(s, valid, delta)
-
-    # a_i = 1 + sum_{k != i} H(s_k - s_i) over positives (i itself: H(0) + 1/2 = 1)
-    counts, offsets = bps.new_sums()
-    bps.accumulate(s_safe, w_pos, counts, offsets)
-    a = 1.0 + bps.step_sums(counts, offsets) - bps.self_term(s_safe)
-    # b_i: the same over the negatives of the whole batch (pass 1 over the entries)
-    counts, offsets = bps.new_sums()
-    grad = torch.empty(n, c, dtype=logits.dtype, device=logits.device)
-    finish = core.entry_passes(bps, logits, negative_rows(labels, used, c), kernel,
-                               counts, offsets, grad)
-    b = bps.step_sums(counts, offsets)
-    a = torch.where(valid, a, torch.ones_like(a))
-    b = torch.where(valid, b, torch.zeros_like(b))
-    prec = a / (a + b)
+    r = PositiveRanks(logits, labels, used, delta, mode)
+    valid, s, w_pos = r.valid, r.s, r.w_pos
+    prec = r.a / (r.a + r.b)
 
     # interpolated precision: the running maximum over positives of lower or equal
     # score, visited in ascending order as the reference does (tied positives have
@@ -233,10 +254,10 @@ def _ap_loss_update(logits: Tensor, labels: Tensor, used: Tensor, delta: float,
     err = (1 - prec_int) * w_pos  # 1 - interpolated precision, 0 off the positives
     loss = err.sum() / norm
     # negatives (pass 2): sum_i coef_i H(v - s_i), coef_i = scale_i / ((a_i + b_i) norm)
-    finish(*bps.spread(scale / (a + b) * w_pos / norm))
+    r.finish(*r.bps.spread(scale / (r.a + r.b) * w_pos / norm))
     # positives: -(1 - interpolated precision) / norm
-    add_to_positives(grad, rows, cols, -err / norm)
-    return loss.to(logits.dtype), grad
+    add_to_positives(r.grad, r.rows, r.cols, -err / norm)
+    return loss.to(logits.dtype), r.grad
 
 
 @torch.library.custom_op('detloss::ap_loss', mutates_args=())
