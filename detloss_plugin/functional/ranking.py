@@ -190,7 +190,7 @@ def normaliser(num_pos: Tensor, avg_factor: Optional[Tensor], avg_number: float)
 
 
 class PositiveRanks:
-    """What AP-loss and aLRP loss share, for the positives of ``logits`` ``[n, C]``
+    r"""What AP-loss and aLRP loss share, for the positives of ``logits`` ``[n, C]``
     (one per used foreground anchor, its logit in its own column):
 
     - ``rows, cols, s, valid, w_pos``: the slots (see :func:`positive_slots`);
@@ -220,7 +220,7 @@ class PositiveRanks:
         self.b = torch.where(valid, bps.step_sums(counts, offsets), torch.zeros_like(s))
 
     def pair_sums(self, weights: Tensor) -> Tensor:
-        """:math:`\sum_{k \in P, k \ne i} w_k H(s_k - s_i)` for every slot ``i``
+        r""":math:`\sum_{k \in P, k \ne i} w_k H(s_k - s_i)` for every slot ``i``
         (``weights`` 0 off the positives)."""
         counts, offsets = self.bps.new_sums()
         self.bps.accumulate(self.s_safe, weights, counts, offsets)

@@ -1,4 +1,5 @@
-"""Ranking losses (``APLoss``, ``DRLoss``): one scalar for every anchor of the batch.
+"""Ranking losses (``APLoss``, ``DRLoss``, ``RankSortLoss``, ``ALRPLoss``): one value for
+every anchor of the batch.
 
 Call: ``loss(cls_score, labels, label_weights=None, avg_factor=None)`` with ``cls_score``
 ``Tensor[n, C]`` the logits of *every* anchor of the batch (all FPN levels and images),
@@ -17,15 +18,16 @@ when it builds the loss; a ranking loss that no head attached refuses to run, wi
 ``ValueError`` that names the heads to use. Code that calls the module itself on a
 whole batch attaches it once: ``APLoss().attach('my code')``.
 """
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 from torch import Tensor, nn
 
+from detloss_plugin.functional import rank_sort as RS
 from detloss_plugin.functional import ranking as R
 from detloss_plugin.functional._checks import check_finite, check_finite_positive
 from detloss_plugin.registry import MODELS
 
-__all__ = ['APLoss', 'DRLoss', 'RankingLoss']
+__all__ = ['APLoss', 'DRLoss', 'RankSortLoss', 'ALRPLoss', 'RankingLoss']
 
 _RANKING_HEADS = ('detloss_plugin.RankingRetinaHead', 'detloss_plugin.ALRPRetinaHead',
                   'detloss_plugin.RankSortATSSHead')
@@ -153,3 +155,68 @@ class DRLoss(RankingLoss):
     def extra_repr(self) -> str:
         return (f'pos_lambda={self.pos_lambda}, neg_lambda={self.neg_lambda:.6g}, L={self.L}, '
                 f'tau={self.tau}, margin={self.margin}, ' + super().extra_repr())
+
+
+@MODELS.register_module()
+class RankSortLoss(RankingLoss):
+    """Rank & Sort loss (Oksuz et al., ICCV 2021, https://arxiv.org/abs/2107.11669);
+    see :func:`detloss_plugin.functional.rank_sort_loss`.
+
+    Args:
+        delta: half-width of the piecewise-linear step (0.5, paper and reference).
+        loss_weight: multiplies both outputs and their updates.
+        use_sigmoid: must be True (see ``APLoss``).
+
+    ``forward(logits, targets)`` -> ``(ranking_loss, sorting_loss)``: ``logits`` and
+    ``targets`` ``Tensor[n, C]``, targets the IoU at the positives, 0 at the
+    negatives, -1 at ignored entries. :class:`~detloss_plugin.RankSortATSSHead` builds
+    the targets and logs the two outputs as ``loss_rank`` and ``loss_sort``.
+    """
+
+    def __init__(self, delta: float = 0.5, loss_weight: float = 1.0,
+                 use_sigmoid: bool = True) -> None:
+        super().__init__(loss_weight, use_sigmoid)
+        check_finite_positive('delta', delta)
+        self.delta = float(delta)
+
+    def forward(self, logits: Tensor, targets: Tensor,
+                reduction_override: Optional[str] = None, **kwargs) -> Tuple[Tensor, Tensor]:
+        self._check_call(reduction_override, kwargs)
+        ranking, sorting = RS.rank_sort_loss(logits, targets, self.delta)
+        return self.loss_weight * ranking, self.loss_weight * sorting
+
+    def extra_repr(self) -> str:
+        return f'delta={self.delta}, ' + super().extra_repr()
+
+
+@MODELS.register_module()
+class ALRPLoss(RankingLoss):
+    """aLRP loss (Oksuz et al., NeurIPS 2020, https://arxiv.org/abs/2009.13592); see
+    :func:`detloss_plugin.functional.alrp_loss`.
+
+    Args:
+        delta: half-width of the piecewise-linear step (1.0, paper and reference).
+        loss_weight: multiplies both outputs (the head adds the self-balance weight of
+            the localisation output).
+        use_sigmoid: must be True (see ``APLoss``).
+
+    ``forward(cls_score, labels, loc_losses, label_weights=None)`` ->
+    ``(classification_loss, localisation_loss)``, inputs as ``APLoss`` plus each
+    anchor's localisation loss ``Tensor[n]`` (read at the positives).
+    """
+
+    def __init__(self, delta: float = 1.0, loss_weight: float = 1.0,
+                 use_sigmoid: bool = True) -> None:
+        super().__init__(loss_weight, use_sigmoid)
+        check_finite_positive('delta', delta)
+        self.delta = float(delta)
+
+    def forward(self, cls_score: Tensor, labels: Tensor, loc_losses: Tensor,
+                label_weights: Optional[Tensor] = None,
+                reduction_override: Optional[str] = None, **kwargs) -> Tuple[Tensor, Tensor]:
+        self._check_call(reduction_override, kwargs)
+        cls, loc = RS.alrp_loss(cls_score, labels, loc_losses, label_weights, self.delta)
+        return self.loss_weight * cls, self.loss_weight * loc
+
+    def extra_repr(self) -> str:
+        return f'delta={self.delta}, ' + super().extra_repr()
