@@ -10,6 +10,7 @@
   per-level RetinaHead; the box loss equals the stock head's.
 - Errors: a ranking loss in a stock head, a per-anchor loss in the ranking head.
 """
+import math
 import os.path as osp
 
 import pytest
@@ -232,3 +233,158 @@ def test_per_anchor_loss_in_the_ranking_head_is_refused(tmp_path):
         loss_cls="dict(_delete_=True, type='detloss_plugin.FocalLoss', use_sigmoid=True)")
     with pytest.raises(ValueError, match='RankingRetinaHead needs a ranking loss_cls'):
         build_detector(write_config(tmp_path, RETINANET, body))
+
+
+# ------------------------------------------------ Rank & Sort ATSS, aLRP RetinaNet
+NEW_QUICK = {
+    'atss_r18-slim_rank-sort_synthetic.py': ('RankSortATSSHead', 'atss_cls',
+                                             {'loss_rank', 'loss_sort', 'loss_bbox'}),
+    'atss_r18-slim_focal_synthetic.py': ('ATSSHead', 'atss_cls',
+                                         {'loss_cls', 'loss_bbox', 'loss_centerness'}),
+    'retinanet_r18-slim_alrp-loss_synthetic.py': ('ALRPRetinaHead', 'retina_cls',
+                                                  {'loss_cls', 'loss_bbox'}),
+}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize('name', sorted(NEW_QUICK))
+def test_rank_sort_and_alrp_quickstart_configs_train_and_predict(name):
+    head_type, cls_layer, keys = NEW_QUICK[name]
+    cfg, model = build_detector(osp.join(QUICK_DIR, name))
+    head = model.bbox_head
+    assert type(head).__name__ == head_type and head.cls_out_channels == 4
+    assert not hasattr(head, 'atss_centerness') or head_type == 'ATSSHead'
+    model.train()
+    optim = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for step in range(3):
+        data = model.data_preprocessor(
+            demo_batch(batch_size=2, size=128, num_classes=4, seed=step), True)
+        losses = model(**data, mode='loss')
+        assert set(losses) == keys
+        total, log_vars = model.parse_losses(losses)
+        optim.zero_grad()
+        total.backward()
+        grad = getattr(head, cls_layer).weight.grad
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters()
+                   if p.grad is not None)
+        assert all(math.isfinite(float(v)) for v in log_vars.values())
+        optim.step()
+    if head_type == 'RankSortATSSHead':
+        # the box loss is rescaled to the ranking losses' value
+        assert float(losses['loss_bbox']) == pytest.approx(
+            float(losses['loss_rank'] + losses['loss_sort']), rel=1e-5)
+    if head_type == 'ALRPRetinaHead':
+        assert head.sb_weight.item() == 50.0  # updated by the hook only
+        assert any(h['type'] == 'detloss_plugin.ALRPSelfBalanceHook'
+                   for h in cfg.custom_hooks)
+    model.test_cfg.score_thr = 0.0
+    _check_predictions(_predict(model, 128, 4), 4)
+
+
+@pytest.mark.parametrize('path', [
+    osp.join(REPO, 'configs', 'coco', 'atss', 'atss_r50_fpn_rank-sort_1x_coco.py'),
+    osp.join(COCO_DIR, 'retinanet_r50_fpn_alrp-loss_1x_coco.py')], ids=osp.basename)
+def test_coco_rank_sort_and_alrp_configs_build(path):
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from mmdet.registry import MODELS
+    cfg = Config.fromfile(path)
+    init_default_scope('mmdet')
+    head = MODELS.build(cfg.model.bbox_head)
+    if 'rank-sort' in path:
+        assert type(head).__name__ == 'RankSortATSSHead'
+        assert type(head.loss_cls).__name__ == 'RankSortLoss' and head.loss_cls.delta == 0.5
+        assert head.num_base_priors == 3 and cfg.optim_wrapper.optimizer.lr == 0.008
+    else:
+        assert type(head).__name__ == 'ALRPRetinaHead'
+        assert type(head.loss_cls).__name__ == 'ALRPLoss' and head.sb_weight.item() == 50.0
+        assert cfg.custom_hooks == [dict(type='detloss_plugin.ALRPSelfBalanceHook')]
+        assert cfg.train_cfg.max_epochs == 100
+
+
+def test_self_balance_hook_updates_once_per_epoch():
+    """The weight becomes (mean cls + mean loc) / mean loc of the epoch's iterations,
+    every len(train_dataloader) iterations."""
+    from types import SimpleNamespace
+
+    from detloss_plugin.models.dense_heads import ALRPRetinaHead, ALRPSelfBalanceHook
+    head = _heads(dict(type='detloss_plugin.FocalLoss', use_sigmoid=True))[0]
+    alrp = ALRPRetinaHead.__new__(ALRPRetinaHead)
+    torch.nn.Module.__init__(alrp)
+    alrp.register_buffer('sb_weight', torch.tensor(50.0))
+    alrp.register_buffer('sb_sums', torch.zeros(2), persistent=False)
+    model = torch.nn.ModuleDict(dict(other=head, bbox_head=alrp))
+    runner = SimpleNamespace(model=model, train_dataloader=[None] * 3, iter=0)
+    hook = ALRPSelfBalanceHook()
+    hook.before_train(runner)
+    assert hook.period == 3
+    for it, (cls, loc) in enumerate([(0.9, 0.1), (0.8, 0.3), (0.7, 0.2), (0.5, 0.5)]):
+        alrp.sb_sums += torch.tensor([cls, loc])
+        runner.iter = it
+        hook.after_train_iter(runner, it)
+        if it == 2:  # (2.4 + 0.6) / 0.6 = 5
+            assert alrp.sb_weight.item() == pytest.approx(5.0, rel=1e-6)
+    assert alrp.sb_sums.tolist() == pytest.approx([0.5, 0.5])  # the new epoch's sums
+    with pytest.raises(ValueError, match='period'):
+        ALRPSelfBalanceHook(period=0)
+
+
+def test_rank_sort_atss_head_passes_aligned_targets():
+    """The gathered scores and IoU targets of RankSortATSSHead are those of every
+    level and image of mmdet's ATSS targets, entry by entry (a per-level loop here)."""
+    from mmengine.config import ConfigDict
+    from mmengine.registry import init_default_scope
+    from mmengine.structures import InstanceData
+
+    from mmdet.registry import MODELS
+    from mmdet.structures.bbox import bbox_overlaps
+    init_default_scope('mmdet')
+    head = MODELS.build(dict(
+        type='detloss_plugin.RankSortATSSHead', num_classes=3, in_channels=8,
+        stacked_convs=1, feat_channels=8, norm_cfg=None,
+        anchor_generator=dict(type='AnchorGenerator', ratios=[1.0], octave_base_scale=2,
+                              scales_per_octave=3, strides=[8, 16]),
+        bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0.0] * 4,
+                        target_stds=[0.1, 0.1, 0.2, 0.2]),
+        loss_bbox=dict(type='detloss_plugin.GIoULoss', loss_weight=1.0),
+        train_cfg=ConfigDict(assigner=dict(type='ATSSAssigner', topk=9), allowed_border=-1,
+                             pos_weight=-1, debug=False)))
+    captured = {}
+    real = head.loss_cls.forward
+
+    def capture(logits, targets):
+        captured['args'] = (logits, targets)
+        return real(logits, targets)
+    head.loss_cls.forward = capture
+    torch.manual_seed(0)
+    feats = [torch.randn(2, 8, 8, 8), torch.randn(2, 8, 4, 4)]
+    metas = [dict(img_shape=(64, 64), pad_shape=(64, 64), batch_input_shape=(64, 64))] * 2
+    gts = [InstanceData(bboxes=torch.tensor([[4.0, 6.0, 30.0, 40.0], [20.0, 20.0, 60.0, 44.0]]),
+                        labels=torch.tensor([0, 2])),
+           InstanceData(bboxes=torch.tensor([[10.0, 12.0, 50.0, 30.0]]),
+                        labels=torch.tensor([1]))]
+    cls_scores, bbox_preds = head(feats)
+    losses = head.loss_by_feat(cls_scores, bbox_preds, gts, metas)
+    logits, targets = captured['args']
+    anchors, valid = head.get_anchors([f.shape[-2:] for f in cls_scores], metas,
+                                     device='cpu')
+    anchors_l, labels_l, weights_l, boxes_l = head.get_targets(anchors, valid, gts, metas)[:4]
+    row = 0
+    for i in range(2):
+        for lvl in range(2):
+            score = cls_scores[lvl][i].permute(1, 2, 0).reshape(-1, 3)
+            delta = bbox_preds[lvl][i].permute(1, 2, 0).reshape(-1, 4)
+            k = score.shape[0]
+            torch.testing.assert_close(logits[row:row + k], score, atol=0, rtol=0)
+            expected = torch.zeros(k, 3)
+            expected[weights_l[lvl][i] == 0] = -1
+            fg = (labels_l[lvl][i] < 3).nonzero().squeeze(1)
+            pred = head.bbox_coder.decode(anchors_l[lvl][i][fg], delta[fg].detach())
+            expected[fg, labels_l[lvl][i][fg]] = bbox_overlaps(pred, boxes_l[lvl][i][fg],
+                                                               is_aligned=True)
+            torch.testing.assert_close(targets[row:row + k], expected, atol=1e-6, rtol=0)
+            row += k
+    assert row == logits.shape[0] and (targets > 0).sum() > 0
+    assert set(losses) == {'loss_rank', 'loss_sort', 'loss_bbox'}
