@@ -388,3 +388,65 @@ def test_rank_sort_atss_head_passes_aligned_targets():
             row += k
     assert row == logits.shape[0] and (targets > 0).sum() > 0
     assert set(losses) == {'loss_rank', 'loss_sort', 'loss_bbox'}
+
+
+def test_alrp_head_losses_equal_the_function_on_the_gathered_batch():
+    """ALRPRetinaHead: loss_cls and loss_bbox / 50 are alrp_loss on the batch gathered
+    as RankingRetinaHead gathers it, with mmdet's own GIoULoss per positive."""
+    from mmengine.config import ConfigDict
+    from mmengine.registry import init_default_scope
+    from mmengine.structures import InstanceData
+
+    from mmdet.models.losses import GIoULoss
+    from mmdet.registry import MODELS
+
+    from detloss_plugin.functional import alrp_loss
+    init_default_scope('mmdet')
+    head = MODELS.build(dict(
+        type='detloss_plugin.ALRPRetinaHead', num_classes=3, in_channels=8, stacked_convs=1,
+        feat_channels=8,
+        anchor_generator=dict(type='AnchorGenerator', octave_base_scale=2,
+                              scales_per_octave=2, ratios=[0.5, 1.0, 2.0], strides=[8, 16]),
+        bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0.0] * 4,
+                        target_stds=[0.1, 0.1, 0.2, 0.2]),
+        loss_bbox=dict(type='detloss_plugin.GIoULoss', loss_weight=1.0),
+        train_cfg=ConfigDict(assigner=dict(type='MaxIoUAssigner', pos_iou_thr=0.5,
+                                           neg_iou_thr=0.4, min_pos_iou=0, ignore_iof_thr=-1),
+                             sampler=dict(type='PseudoSampler'), allowed_border=-1,
+                             pos_weight=-1, debug=False)))
+    torch.manual_seed(0)
+    feats = [torch.randn(2, 8, 8, 8), torch.randn(2, 8, 4, 4)]
+    metas = [dict(img_shape=(64, 64), pad_shape=(64, 64), batch_input_shape=(64, 64))] * 2
+    gts = [InstanceData(bboxes=torch.tensor([[4.0, 6.0, 30.0, 40.0], [20.0, 20.0, 60.0, 44.0]]),
+                        labels=torch.tensor([0, 2])),
+           InstanceData(bboxes=torch.tensor([[10.0, 12.0, 50.0, 30.0]]),
+                        labels=torch.tensor([1]))]
+    outs = head(feats)
+    head.train()
+    losses = head.loss_by_feat(*outs, gts, metas)
+    b = head.gather_batch(*outs, gts, metas)
+    pos = (b.labels < 3) & (b.label_weights > 0)
+    pred = head.bbox_coder.decode(b.anchors[pos], b.bbox_pred[pos])
+    target = head.bbox_coder.decode(b.anchors[pos], b.bbox_targets[pos])
+    loc = torch.zeros(b.labels.shape[0])
+    loc[pos] = GIoULoss(reduction='none')(pred, target)
+    cls, loc_loss = alrp_loss(b.cls_score, b.labels, loc, b.label_weights)
+    assert pos.sum() > 0
+    assert losses['loss_cls'].item() == pytest.approx(cls.item(), rel=1e-6)
+    assert losses['loss_bbox'].item() == pytest.approx(50.0 * loc_loss.item(), rel=1e-6)
+    assert head.sb_sums.tolist() == pytest.approx([cls.item(), loc_loss.item()], rel=1e-6)
+    head.update_self_balance()
+    assert head.sb_weight.item() == pytest.approx((cls + loc_loss).item() / loc_loss.item(),
+                                                  rel=1e-6)
+
+
+@pytest.mark.parametrize('head, loss, match', [
+    ('RankingRetinaHead', 'ALRPLoss', "ALRPLoss is called by bbox_head=dict.*ALRPRetinaHead"),
+    ('RankingRetinaHead', 'RankSortLoss', 'RankSortATSSHead'),
+    ('ALRPRetinaHead', 'APLoss', 'ALRPRetinaHead needs loss_cls detloss_plugin.ALRPLoss'),
+])
+def test_ranking_heads_refuse_the_other_ranking_losses(tmp_path, head, loss, match):
+    body = TINY_RETINANET.replace('RankingRetinaHead', head).format(
+        loss_cls=f"dict(_delete_=True, type='detloss_plugin.{loss}')")
+    with pytest.raises(ValueError, match=match):
+        build_detector(write_config(tmp_path, RETINANET, body))

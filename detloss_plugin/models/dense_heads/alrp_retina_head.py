@@ -65,13 +65,12 @@ class ALRPRetinaHead(RankingRetinaHead):
     ``sb_init``.
     """
 
+    ranking_losses = 'detloss_plugin.ALRPLoss'
+
     def __init__(self, *args, loss_cls: Optional[dict] = None, sb_init: float = 50.0,
                  **kwargs) -> None:
         loss_cls = dict(type='detloss_plugin.ALRPLoss') if loss_cls is None else loss_cls
         super().__init__(*args, loss_cls=loss_cls, **kwargs)
-        if type(self.loss_cls).__name__ != 'ALRPLoss':
-            raise ValueError(f'ALRPRetinaHead needs loss_cls=dict(type='
-                             f'"detloss_plugin.ALRPLoss"), got {type(self.loss_cls).__name__}')
         check_finite_positive('sb_init', sb_init)
         self.register_buffer('sb_weight', torch.tensor(float(sb_init)))
         # the epoch's sums of the two components (detached, on the device: no sync)

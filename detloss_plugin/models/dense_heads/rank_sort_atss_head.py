@@ -60,7 +60,7 @@ class RankSortATSSHead(ATSSHead):
         loss_cls.setdefault('use_sigmoid', True)
         check_choice('ranking', ranking, ('batch', 'image'))
         super().__init__(*args, loss_cls=loss_cls, **kwargs)
-        if type(self.loss_cls).__name__ != 'RankSortLoss':
+        if getattr(self.loss_cls, 'head', None) != 'detloss_plugin.RankSortATSSHead':
             raise ValueError(f'RankSortATSSHead needs loss_cls=dict(type='
                              f'"detloss_plugin.RankSortLoss"), got '
                              f'{type(self.loss_cls).__name__}')

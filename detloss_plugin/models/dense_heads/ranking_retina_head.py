@@ -42,6 +42,9 @@ class RankingRetinaHead(RetinaHead):
     reference codes do (no gathering across GPUs).
     """
 
+    #: the losses this head calls (named in its errors)
+    ranking_losses = 'detloss_plugin.APLoss or detloss_plugin.DRLoss'
+
     def __init__(self, *args, loss_cls: Optional[dict] = None, **kwargs) -> None:
         loss_cls = dict(type='detloss_plugin.APLoss') if loss_cls is None else dict(loss_cls)
         # AnchorHead chooses C (not C + 1) output channels from the config dict
@@ -49,9 +52,14 @@ class RankingRetinaHead(RetinaHead):
         super().__init__(*args, loss_cls=loss_cls, **kwargs)
         if not getattr(self.loss_cls, 'is_ranking_loss', False):
             raise ValueError(
-                f'RankingRetinaHead needs a ranking loss_cls (detloss_plugin.APLoss or '
-                f'detloss_plugin.DRLoss), got {type(self.loss_cls).__name__}: use '
+                f'{type(self).__name__} needs a ranking loss_cls ({self.ranking_losses}), '
+                f'got {type(self.loss_cls).__name__}: use '
                 f"type='RetinaHead' for per-anchor classification losses")
+        if self.loss_cls.head != f'detloss_plugin.{type(self).__name__}':
+            raise ValueError(
+                f'{type(self).__name__} needs loss_cls {self.ranking_losses}; '
+                f'{type(self.loss_cls).__name__} is called by bbox_head=dict(type='
+                f'{self.loss_cls.head!r})')
         self.loss_cls.attach(self)  # called once per batch by loss_by_feat
 
     def gather_batch(self, cls_scores: List[Tensor], bbox_preds: List[Tensor],

@@ -39,6 +39,8 @@ class RankingLoss(nn.Module):
     #: heads check this to accept the loss (and mmdet's heads read ``use_sigmoid``)
     is_ranking_loss = True
     use_sigmoid = True
+    #: the head made for this loss's call (named in errors, checked by the heads)
+    head = 'detloss_plugin.RankingRetinaHead'
 
     def __init__(self, loss_weight: float = 1.0, use_sigmoid: bool = True) -> None:
         super().__init__()
@@ -173,6 +175,8 @@ class RankSortLoss(RankingLoss):
     the targets and logs the two outputs as ``loss_rank`` and ``loss_sort``.
     """
 
+    head = 'detloss_plugin.RankSortATSSHead'
+
     def __init__(self, delta: float = 0.5, loss_weight: float = 1.0,
                  use_sigmoid: bool = True) -> None:
         super().__init__(loss_weight, use_sigmoid)
@@ -204,6 +208,8 @@ class ALRPLoss(RankingLoss):
     ``(classification_loss, localisation_loss)``, inputs as ``APLoss`` plus each
     anchor's localisation loss ``Tensor[n]`` (read at the positives).
     """
+
+    head = 'detloss_plugin.ALRPRetinaHead'
 
     def __init__(self, delta: float = 1.0, loss_weight: float = 1.0,
                  use_sigmoid: bool = True) -> None:
