@@ -176,9 +176,11 @@ def negative_rows(labels: Tensor, used: Tensor, num_classes: int):
 
 
 def nan_if_any_nan(logits: Tensor, *outputs: Tensor):
-    """Every output NaN where ``logits`` holds a NaN (no host synchronisation)."""
-    bad = torch.isnan(logits).any()
-    return tuple(torch.where(bad, torch.full_like(o, math.nan), o) for o in outputs)
+    """Every output NaN where ``logits`` holds a NaN (no host synchronisation): a 0-d
+    NaN or 0 is added to each (in place for the updates, which are new tensors)."""
+    poison = torch.where(torch.isnan(logits).any(), math.nan, 0.0).to(core.F64)
+    return tuple(o.add_(poison.to(o.dtype)) if o.dim() else o + poison.to(o.dtype)
+                 for o in outputs)
 
 
 def normaliser(num_pos: Tensor, avg_factor: Optional[Tensor], avg_number: float):
