@@ -243,6 +243,9 @@ NEW_QUICK = {
                                          {'loss_cls', 'loss_bbox', 'loss_centerness'}),
     'retinanet_r18-slim_alrp-loss_synthetic.py': ('ALRPRetinaHead', 'retina_cls',
                                                   {'loss_cls', 'loss_bbox'}),
+    'faster-rcnn_r18-slim_rank-sort_synthetic.py': (
+        'RankSortBBoxHead', 'fc_cls', {'rpn_loss_rank', 'rpn_loss_sort', 'rpn_loss_bbox',
+                                       'loss_rank', 'loss_sort', 'loss_bbox'}),
 }
 
 
@@ -251,8 +254,14 @@ NEW_QUICK = {
 def test_rank_sort_and_alrp_quickstart_configs_train_and_predict(name):
     head_type, cls_layer, keys = NEW_QUICK[name]
     cfg, model = build_detector(osp.join(QUICK_DIR, name))
-    head = model.bbox_head
-    assert type(head).__name__ == head_type and head.cls_out_channels == 4
+    two_stage = head_type == 'RankSortBBoxHead'
+    head = model.roi_head.bbox_head if two_stage else model.bbox_head
+    assert type(head).__name__ == head_type
+    assert (head.fc_cls.out_features if two_stage else head.cls_out_channels) == 4
+    if two_stage:
+        assert type(model.rpn_head).__name__ == 'RankSortRPNHead'
+        assert model.rpn_head.loss_cls.attached_to == 'RankSortRPNHead'
+        assert model.rpn_head.rpn_cls.weight.grad is None
     assert not hasattr(head, 'atss_centerness') or head_type == 'ATSSHead'
     model.train()
     optim = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -269,8 +278,10 @@ def test_rank_sort_and_alrp_quickstart_configs_train_and_predict(name):
         assert all(torch.isfinite(p.grad).all() for p in model.parameters()
                    if p.grad is not None)
         assert all(math.isfinite(float(v)) for v in log_vars.values())
+        if two_stage:  # the RPN's ranking loss reaches its classifier
+            assert model.rpn_head.rpn_cls.weight.grad.abs().sum() > 0
         optim.step()
-    if head_type == 'RankSortATSSHead':
+    if head_type in ('RankSortATSSHead', 'RankSortBBoxHead'):
         # the box loss is rescaled to the ranking losses' value
         assert float(losses['loss_bbox']) == pytest.approx(
             float(losses['loss_rank'] + losses['loss_sort']), rel=1e-5)
@@ -278,12 +289,16 @@ def test_rank_sort_and_alrp_quickstart_configs_train_and_predict(name):
         assert head.sb_weight.item() == 50.0  # updated by the hook only
         assert any(h['type'] == 'detloss_plugin.ALRPSelfBalanceHook'
                    for h in cfg.custom_hooks)
-    model.test_cfg.score_thr = 0.0
+    if two_stage:
+        model.test_cfg.rcnn.score_thr = 0.0
+    else:
+        model.test_cfg.score_thr = 0.0
     _check_predictions(_predict(model, 128, 4), 4)
 
 
 @pytest.mark.parametrize('path', [
     osp.join(REPO, 'configs', 'coco', 'atss', 'atss_r50_fpn_rank-sort_1x_coco.py'),
+    osp.join(REPO, 'configs', 'coco', 'faster_rcnn', 'faster-rcnn_r50_fpn_rank-sort_1x_coco.py'),
     osp.join(COCO_DIR, 'retinanet_r50_fpn_alrp-loss_1x_coco.py')], ids=osp.basename)
 def test_coco_rank_sort_and_alrp_configs_build(path):
     from mmengine.config import Config
@@ -292,6 +307,13 @@ def test_coco_rank_sort_and_alrp_configs_build(path):
     from mmdet.registry import MODELS
     cfg = Config.fromfile(path)
     init_default_scope('mmdet')
+    if 'faster' in path:
+        rpn = MODELS.build(dict(cfg.model.rpn_head, train_cfg=cfg.model.train_cfg.rpn))
+        roi = MODELS.build(cfg.model.roi_head.bbox_head)
+        assert type(rpn).__name__ == 'RankSortRPNHead' and rpn.head_weight == 0.2
+        assert type(roi).__name__ == 'RankSortBBoxHead' and roi.fc_cls.out_features == 80
+        assert cfg.model.test_cfg.rcnn.score_thr == 0.4
+        return
     head = MODELS.build(cfg.model.bbox_head)
     if 'rank-sort' in path:
         assert type(head).__name__ == 'RankSortATSSHead'

@@ -1,5 +1,6 @@
 from .ranking_retina_head import RankingRetinaHead
 from .alrp_retina_head import ALRPRetinaHead, ALRPSelfBalanceHook
-from .rank_sort_atss_head import RankSortATSSHead
+from .rank_sort_heads import RankSortATSSHead, RankSortRPNHead
 
-__all__ = ['RankingRetinaHead', 'ALRPRetinaHead', 'ALRPSelfBalanceHook', 'RankSortATSSHead']
+__all__ = ['RankingRetinaHead', 'ALRPRetinaHead', 'ALRPSelfBalanceHook', 'RankSortATSSHead',
+           'RankSortRPNHead']

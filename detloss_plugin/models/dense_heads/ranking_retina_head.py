@@ -19,7 +19,7 @@ from mmdet.utils import InstanceList, OptInstanceList
 
 from detloss_plugin.registry import MODELS
 
-__all__ = ['RankingRetinaHead', 'flatten_levels']
+__all__ = ['RankingRetinaHead', 'flatten_levels', 'gather_anchor_batch']
 
 
 @MODELS.register_module()
@@ -65,35 +65,9 @@ class RankingRetinaHead(RetinaHead):
     def gather_batch(self, cls_scores: List[Tensor], bbox_preds: List[Tensor],
                      batch_gt_instances: InstanceList, batch_img_metas: List[dict],
                      batch_gt_instances_ignore: OptInstanceList = None) -> SimpleNamespace:
-        """Every level and image of the batch, aligned (image-major, then level, then
-        position, the order of mmdet's ``labels_list[l]`` rows): ``cls_score``
-        ``[M, C]``, ``labels``, ``label_weights`` ``[M]``, ``bbox_pred``,
-        ``bbox_targets``, ``bbox_weights`` ``[M, 4]`` (decoded boxes with
-        ``reg_decoded_bbox``), ``anchors`` ``[M, 4]`` and mmdet's ``avg_factor``."""
-        featmap_sizes = [featmap.size()[-2:] for featmap in cls_scores]
-        device = cls_scores[0].device
-        anchor_list, valid_flag_list = self.get_anchors(featmap_sizes, batch_img_metas,
-                                                        device=device)
-        targets = self.get_targets(anchor_list, valid_flag_list, batch_gt_instances,
-                                   batch_img_metas,
-                                   batch_gt_instances_ignore=batch_gt_instances_ignore)
-        (labels_list, label_weights_list, bbox_targets_list, bbox_weights_list,
-         avg_factor) = targets[:5]
-        num_imgs = len(batch_img_metas)
-        out = SimpleNamespace(avg_factor=avg_factor)
-        out.cls_score = flatten_levels(cls_scores, num_imgs, self.cls_out_channels)
-        out.labels = torch.cat(labels_list, dim=1).reshape(-1)
-        out.label_weights = torch.cat(label_weights_list, dim=1).reshape(-1)
-        out.bbox_pred = flatten_levels(bbox_preds, num_imgs, self.bbox_coder.encode_size)
-        width = out.bbox_pred.shape[-1]
-        out.bbox_targets = torch.cat(bbox_targets_list, dim=1).reshape(-1, width)
-        out.bbox_weights = torch.cat(bbox_weights_list, dim=1).reshape(-1, width)
-        out.anchors = torch.cat([torch.cat(a) for a in anchor_list]).reshape(-1, 4)
-        if self.reg_decoded_bbox:
-            out.bbox_pred = self.bbox_coder.decode(out.anchors, out.bbox_pred)
-            out.bbox_targets = out.bbox_targets.reshape(-1, 4)
-            out.bbox_weights = out.bbox_weights.reshape(-1, 4)
-        return out
+        """See :func:`gather_anchor_batch`."""
+        return gather_anchor_batch(self, cls_scores, bbox_preds, batch_gt_instances,
+                                   batch_img_metas, batch_gt_instances_ignore)
 
     def loss_by_feat(self, cls_scores: List[Tensor], bbox_preds: List[Tensor],
                      batch_gt_instances: InstanceList, batch_img_metas: List[dict],
@@ -111,3 +85,37 @@ def flatten_levels(levels: List[Tensor], num_imgs: int, channels: int) -> Tensor
     image-major, then level, then position and anchor (mmdet's target order)."""
     return torch.cat([lvl.permute(0, 2, 3, 1).reshape(num_imgs, -1, channels)
                       for lvl in levels], dim=1).reshape(-1, channels)
+
+
+def gather_anchor_batch(head, cls_scores: List[Tensor], bbox_preds: List[Tensor],
+                        batch_gt_instances: InstanceList, batch_img_metas: List[dict],
+                        batch_gt_instances_ignore: OptInstanceList = None) -> SimpleNamespace:
+    """The batch of an mmdet ``AnchorHead`` (RetinaNet, RPN), every level and image
+    aligned (image-major, then level, then position, the order of mmdet's
+    ``labels_list[l]`` rows): ``cls_score`` ``[M, C]``, ``labels``, ``label_weights``
+    ``[M]``, ``bbox_pred``, ``bbox_targets``, ``bbox_weights`` ``[M, 4]`` (decoded boxes
+    with ``reg_decoded_bbox``), ``anchors`` ``[M, 4]`` and mmdet's ``avg_factor``."""
+    featmap_sizes = [featmap.size()[-2:] for featmap in cls_scores]
+    device = cls_scores[0].device
+    anchor_list, valid_flag_list = head.get_anchors(featmap_sizes, batch_img_metas,
+                                                    device=device)
+    targets = head.get_targets(anchor_list, valid_flag_list, batch_gt_instances,
+                               batch_img_metas,
+                               batch_gt_instances_ignore=batch_gt_instances_ignore)
+    (labels_list, label_weights_list, bbox_targets_list, bbox_weights_list,
+     avg_factor) = targets[:5]
+    num_imgs = len(batch_img_metas)
+    out = SimpleNamespace(avg_factor=avg_factor)
+    out.cls_score = flatten_levels(cls_scores, num_imgs, head.cls_out_channels)
+    out.labels = torch.cat(labels_list, dim=1).reshape(-1)
+    out.label_weights = torch.cat(label_weights_list, dim=1).reshape(-1)
+    out.bbox_pred = flatten_levels(bbox_preds, num_imgs, head.bbox_coder.encode_size)
+    width = out.bbox_pred.shape[-1]
+    out.bbox_targets = torch.cat(bbox_targets_list, dim=1).reshape(-1, width)
+    out.bbox_weights = torch.cat(bbox_weights_list, dim=1).reshape(-1, width)
+    out.anchors = torch.cat([torch.cat(a) for a in anchor_list]).reshape(-1, 4)
+    if head.reg_decoded_bbox:
+        out.bbox_pred = head.bbox_coder.decode(out.anchors, out.bbox_pred)
+        out.bbox_targets = out.bbox_targets.reshape(-1, 4)
+        out.bbox_weights = out.bbox_weights.reshape(-1, 4)
+    return out

@@ -175,7 +175,15 @@ class RankSortLoss(RankingLoss):
     the targets and logs the two outputs as ``loss_rank`` and ``loss_sort``.
     """
 
-    head = 'detloss_plugin.RankSortATSSHead'
+    head = ('detloss_plugin.RankSortATSSHead, detloss_plugin.RankSortRPNHead or '
+            'detloss_plugin.RankSortBBoxHead')
+
+    # read by RankSortBBoxHead (mmdet's RoI box heads): num_classes sigmoid outputs
+    def get_cls_channels(self, num_classes: int) -> int:
+        return num_classes
+
+    def get_activation(self, cls_score: Tensor) -> Tensor:
+        return cls_score.sigmoid()
 
     def __init__(self, delta: float = 0.5, loss_weight: float = 1.0,
                  use_sigmoid: bool = True) -> None:
