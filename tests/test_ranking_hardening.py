@@ -215,3 +215,22 @@ def test_unattached_module_names_the_heads():
     with pytest.raises(ValueError, match='RankingRetinaHead'):
         APLoss()(x, labels)
     assert APLoss().attach('test')(x, labels).item() == R.ap_loss(x, labels).item()
+
+
+def test_operator_boundary_converts_and_refuses():
+    # labels of any integer dtype and a non-contiguous float32 logits tensor are
+    # converted at the operator's boundary; half precision is refused there (the
+    # functions upcast it first)
+    logits, labels, weights = _case(12, 3, 5, dtype=torch.float32)
+    used = weights > 0
+    ref = torch.ops.detloss.ap_loss(logits, labels, used, 1.0, None, 0.0, 1)
+    strided = torch.stack([logits, logits], dim=2)[:, :, 0]  # the same values, strided
+    assert not strided.is_contiguous()
+    for lab in (labels.int(), labels.to(torch.int16)):
+        got = torch.ops.detloss.ap_loss(strided, lab, used, 1.0, None, 0.0, 1)
+        assert got[0].item() == ref[0].item()
+        torch.testing.assert_close(got[1], ref[1], atol=0, rtol=0)
+    with pytest.raises(TypeError, match='float32 or float64'):
+        torch.ops.detloss.ap_loss(logits.half(), labels, used, 1.0, None, 0.0, 1)
+    with pytest.raises(ValueError, match='labels and used'):
+        torch.ops.detloss.ap_loss(logits, labels[:5], used, 1.0, None, 0.0, 1)

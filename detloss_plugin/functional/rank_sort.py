@@ -19,8 +19,8 @@ from torch import Tensor
 
 from . import ranking_core as core
 from ._checks import check_finite_positive, check_tensor, upcast
-from .ranking import (PositiveRanks, _require, add_to_positives, check_ranking_inputs,
-                      check_ranking_values, kernel_mode, nan_if_any_nan,
+from .ranking import (PositiveRanks, _require, add_to_positives, check_op_logits,
+                      check_ranking_inputs, check_ranking_values, kernel_mode, nan_if_any_nan,
                       not_twice_differentiable, used_anchors)
 
 __all__ = ['rank_sort_loss', 'alrp_loss', 'RS_EPS', 'ALRP_EPS']
@@ -108,6 +108,10 @@ def _rank_sort_op(logits: Tensor, targets: Tensor, delta: float,
                   mode: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(ranking, sorting, ranking update, sorting update)`` for ``logits`` float32 /
     float64 and ``targets`` of the same shape (checked by :func:`rank_sort_loss`)."""
+    check_op_logits('detloss::rank_sort_loss', logits)
+    if targets.shape != logits.shape:
+        raise ValueError(f'detloss::rank_sort_loss takes targets of the shape of logits '
+                         f'{tuple(logits.shape)}, got {tuple(targets.shape)}')
     shape = logits.shape
     out = _rs_update(logits.reshape(-1, 1), targets.reshape(-1, 1).to(logits.dtype), delta,
                      mode)
@@ -286,6 +290,12 @@ def _alrp_op(logits: Tensor, labels: Tensor, used: Tensor, loc_losses: Tensor, d
              mode: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(classification, localisation, logits update, loc_losses gradient)``
     (checked by :func:`alrp_loss`)."""
+    check_op_logits('detloss::alrp_loss', logits)
+    if logits.dim() != 2 or not (labels.shape == used.shape == loc_losses.shape ==
+                                 logits.shape[:1]):
+        raise ValueError(f'detloss::alrp_loss takes logits [n, C], labels, used and '
+                         f'loc_losses [n], got {tuple(logits.shape)}, {tuple(labels.shape)}, '
+                         f'{tuple(used.shape)}, {tuple(loc_losses.shape)}')
     out = _alrp_update(logits, labels.long(), used.bool(), loc_losses, delta, mode)
     is_pos = used & (labels < logits.shape[1])
     # a NaN score anywhere, or a NaN localisation loss at a positive, gives NaN

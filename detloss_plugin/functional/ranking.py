@@ -183,6 +183,14 @@ def nan_if_any_nan(logits: Tensor, *outputs: Tensor):
                  for o in outputs)
 
 
+def check_op_logits(name: str, logits: Tensor) -> None:
+    """What the ranking operators accept (the Python functions upcast half precision
+    before calling them)."""
+    if logits.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f'{name} takes float32 or float64 scores (the functions upcast half '
+                        f'precision), got {logits.dtype}')
+
+
 def normaliser(num_pos: Tensor, avg_factor: Optional[Tensor], avg_number: float):
     if avg_factor is not None:
         return avg_factor.to(device=num_pos.device, dtype=core.F64).reshape(())
@@ -269,6 +277,10 @@ def _ap_loss_op(logits: Tensor, labels: Tensor, used: Tensor, delta: float,
     """``(loss, update)``: ``logits`` float32 / float64 ``[n, C]``, ``labels`` int64
     ``[n]``, ``used`` bool ``[n]`` (checked by :func:`ap_loss`); ``avg_number`` > 0
     replaces the normaliser when ``avg_factor`` is None."""
+    check_op_logits('detloss::ap_loss', logits)
+    if logits.dim() != 2 or labels.shape != logits.shape[:1] or used.shape != labels.shape:
+        raise ValueError(f'detloss::ap_loss takes logits [n, C], labels and used [n], got '
+                         f'{tuple(logits.shape)}, {tuple(labels.shape)}, {tuple(used.shape)}')
     loss, grad = _ap_loss_update(logits, labels.long(), used.bool(), delta, avg_factor,
                                  avg_number, mode)
     return nan_if_any_nan(logits, loss, grad)
