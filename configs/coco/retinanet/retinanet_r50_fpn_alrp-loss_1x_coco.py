@@ -1,4 +1,5 @@
 _base_ = './retinanet_r50_fpn_ap-loss_1x_coco.py'
+custom_imports = dict(imports=['detloss_plugin'], allow_failed_imports=False)
 # aLRP loss (Oksuz et al., NeurIPS 2020, https://arxiv.org/abs/2009.13592) with the
 # settings of the reference code (kemaloksuz/aLRPLoss,
 # configs/alrp_loss/alrp_loss_retinanet_r50_fpn_100e_coco500.py), which shares the
