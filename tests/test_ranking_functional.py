@@ -361,7 +361,8 @@ def test_modules_equal_functions_times_weight():
     logits, labels, weights = _case(10, 3, 6)
     x1 = logits.clone().requires_grad_(True)
     x2 = logits.clone().requires_grad_(True)
-    (APLoss(delta=0.5, loss_weight=2.0).attach('test')(x1, labels, weights, avg_factor=3.0)).backward()
+    module = APLoss(delta=0.5, loss_weight=2.0).attach('test')
+    module(x1, labels, weights, avg_factor=3.0).backward()
     (2.0 * R.ap_loss(x2, labels, weights, delta=0.5, avg_factor=3.0)).backward()
     torch.testing.assert_close(x1.grad, x2.grad, atol=1e-15, rtol=0)
     assert DRLoss(margin=0.2, loss_weight=0.5).attach('test')(logits, labels, weights).item() == \

@@ -338,9 +338,10 @@ def alrp_loss(cls_score: Tensor, labels: Tensor, loc_losses: Tensor,
     label column; negatives: the other columns of used anchors), plus ``loc_losses``
     ``Tensor[n]``, each positive anchor's localisation loss :math:`\ell_i \ge 0` (the
     head passes the GIoU loss of its decoded box, as the reference; values at
-    non-positives are not read). With :math:`H` of AP-loss, :math:`\mathrm{rank}^+(i) = 1 + \sum_{k \in
-    \mathcal P, k \ne i} H(s_k - s_i)`, :math:`N_{FP}(i) = \sum_{j \in \mathcal N}
-    H(s_j - s_i)` and :math:`\mathrm{rank}(i) = \mathrm{rank}^+(i) + N_{FP}(i)`:
+    non-positives are not read). With :math:`H` of AP-loss,
+    :math:`\mathrm{rank}^+(i) = 1 + \sum_{k \in \mathcal P, k \ne i} H(s_k - s_i)`,
+    :math:`N_{FP}(i) = \sum_{j \in \mathcal N} H(s_j - s_i)` and
+    :math:`\mathrm{rank}(i) = \mathrm{rank}^+(i) + N_{FP}(i)`:
 
     .. math::
         L_{cls} = 1 - \frac{1}{|\mathcal P|}\sum_i

@@ -357,7 +357,8 @@ def ap_loss(cls_score: Tensor, labels: Tensor, label_weights: Optional[Tensor] =
             finite and > 0.
         avg_factor: the normaliser. None (default): the number of positives, at least
             1, which is the reference's value and update exactly. A finite number > 0 or
-            a one-element tensor (finite, > 0) replaces it: value :math:`(|\mathcal P| - \sum_i \hat p_i) / \mathrm{avg\_factor}`
+            a one-element tensor (finite, > 0) replaces it: value
+            :math:`(|\mathcal P| - \sum_i \hat p_i) / \mathrm{avg\_factor}`
             and the update divided by it likewise (so ``avg_factor = |P|`` is the
             reference again). :class:`~detloss_plugin.RankingRetinaHead` passes None.
         cpu_kernel: on the CPU, run the two passes over the entries in the C kernel
