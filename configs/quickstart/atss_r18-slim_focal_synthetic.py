@@ -1,7 +1,8 @@
 _base_ = './atss_r18-slim_rank-sort_synthetic.py'
 # The baseline of atss_r18-slim_rank-sort_synthetic.py: mmdet's ATSS head on the same
 # detector, with its own losses (sigmoid focal loss, GIoU loss weight 2.0, centerness
-# cross-entropy), as mmdet's atss_r50_fpn_1x_coco.py.
+# cross-entropy), as mmdet's atss_r50_fpn_1x_coco.py; the same inference settings
+# (score_thr 0.0), so that both are evaluated alike.
 model = dict(
     bbox_head=dict(
         type='ATSSHead',

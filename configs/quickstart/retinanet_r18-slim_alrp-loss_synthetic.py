@@ -5,7 +5,8 @@ _base_ = './_base_/retinanet_r18-slim_synthetic.py'
 # updated once per pass over the training set (ALRPSelfBalanceHook, period from the
 # dataloader). Decoded-box regression (GIoU, as the reference) instead of the base's L1
 # on deltas; the other settings are the base's (prior 0.01, IoU 0.5 / 0.4). Inference
-# keeps boxes scored above 0.01 (a ranking loss does not calibrate the scores).
+# keeps every score (score_thr 0.0, 100 boxes per image after NMS): a ranking loss
+# orders the scores but does not calibrate them.
 model = dict(
     bbox_head=dict(
         type='detloss_plugin.ALRPRetinaHead',
@@ -13,6 +14,6 @@ model = dict(
         reg_decoded_bbox=True,
         loss_bbox=dict(_delete_=True, type='detloss_plugin.GIoULoss', loss_weight=1.0),
         sb_init=50.0),
-    test_cfg=dict(score_thr=0.01))
+    test_cfg=dict(score_thr=0.0))
 custom_hooks = [dict(type='detloss_plugin.TrainingCurvesHook'),
                 dict(type='detloss_plugin.ALRPSelfBalanceHook')]
