@@ -30,8 +30,11 @@ def test_run_returns_measurements(suite, monkeypatch):
     contenders = [m.description for m in results]
     assert contenders == ['detloss ap_loss', 'detloss ap_loss, torch path (accelerators)',
                           'reference loop (cccorn/AP-loss)', 'detloss dr_loss',
-                          'reference (idstcv/DR_loss)']
-    assert [m.metadata['ref'] for m in results] == [True, False, False, True, False]
+                          'reference (idstcv/DR_loss)', 'detloss rank_sort_loss',
+                          'reference loop (kemaloksuz/RankSortLoss)', 'detloss alrp_loss',
+                          'reference loop (kemaloksuz/aLRPLoss)']
+    assert [m.metadata['ref'] for m in results] == [True, False, False, True, False, True,
+                                                    False, True, False]
     assert all(m.label == 'ranking' and m.median > 0 for m in results)
     assert results[0].sub_label == 'AP-loss fwd+bwd (300 x 5, 12 positives)'
 
@@ -42,6 +45,10 @@ def test_references_agree_with_detloss(suite):
     assert out['ap_loss_grad_max_abs_diff'] < 1e-5 * out['ap_loss_grad_max_abs']
     assert out['dr_loss_grad_max_abs_diff'] < 1e-5 * out['dr_loss_grad_max_abs']
     assert out['ap_loss_value_abs_diff'] < 1e-6 and out['dr_loss_value_abs_diff'] < 1e-6
+    for name in ('rank_sort', 'alrp'):
+        assert out[f'{name}_grad_max_abs'] > 0
+        assert out[f'{name}_grad_max_abs_diff'] < 1e-5 * out[f'{name}_grad_max_abs']
+        assert out[f'{name}_value_abs_diff'] < 1e-5
 
 
 def test_reference_transcription_is_the_algorithm(suite):

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as TF
 
 from detloss_plugin.functional import ranking as R
+from detloss_plugin.functional import ranking_core
 from detloss_plugin.models.losses import APLoss, DRLoss
 
 D = torch.float64
@@ -184,7 +185,7 @@ def test_ap_loss_c_kernel_equals_torch_path(dtype):
 def test_ap_loss_chunks_give_the_same_result(monkeypatch):
     logits, labels, weights = _case(40, 5, 9)
     whole = _ap(logits, labels, weights, cpu_kernel=False)
-    monkeypatch.setattr(R, '_CHUNK_ELEMENTS', 7)  # 1 row per chunk
+    monkeypatch.setattr(ranking_core, 'CHUNK_ELEMENTS', 7)  # 1 row per chunk
     chunked = _ap(logits, labels, weights, cpu_kernel=False)
     assert whole[0].item() == chunked[0].item()
     torch.testing.assert_close(whole[1], chunked[1], atol=1e-15, rtol=0)
@@ -320,6 +321,8 @@ def test_bad_input_names_the_argument(fn):
         fn(x, labels[:4])
     with pytest.raises(TypeError, match='labels must be an integer'):
         fn(x, labels.float())
+    with pytest.raises(TypeError, match='labels must be an integer'):
+        fn(x, labels.bool())
     with pytest.raises(ValueError, match=r'labels must lie in \[0, 3\].*\[0, 4\]'):
         fn(x, torch.tensor([0, 1, 2, 4, 3]))
     with pytest.raises(ValueError, match=r'labels must lie in \[0, 3\].*\[-1, 3\]'):
@@ -344,7 +347,7 @@ def test_bad_options():
         DRLoss(tau=0.0)
     with pytest.raises(ValueError, match='use_sigmoid must be True'):
         APLoss(use_sigmoid=False)
-    for module in (APLoss(), DRLoss()):
+    for module in (APLoss().attach('test'), DRLoss().attach('test')):
         with pytest.raises(ValueError, match='reduction_override must be None'):
             module(x, labels, reduction_override='none')
         with pytest.raises(TypeError, match='unexpected arguments'):
@@ -358,10 +361,11 @@ def test_modules_equal_functions_times_weight():
     logits, labels, weights = _case(10, 3, 6)
     x1 = logits.clone().requires_grad_(True)
     x2 = logits.clone().requires_grad_(True)
-    (APLoss(delta=0.5, loss_weight=2.0)(x1, labels, weights, avg_factor=3.0)).backward()
+    module = APLoss(delta=0.5, loss_weight=2.0).attach('test')
+    module(x1, labels, weights, avg_factor=3.0).backward()
     (2.0 * R.ap_loss(x2, labels, weights, delta=0.5, avg_factor=3.0)).backward()
     torch.testing.assert_close(x1.grad, x2.grad, atol=1e-15, rtol=0)
-    assert DRLoss(margin=0.2, loss_weight=0.5)(logits, labels, weights).item() == \
+    assert DRLoss(margin=0.2, loss_weight=0.5).attach('test')(logits, labels, weights).item() == \
         pytest.approx(0.5 * R.dr_loss(logits, labels, weights, margin=0.2).item(), abs=1e-15)
 
 
@@ -383,7 +387,7 @@ def test_portable_paths_have_no_host_synchronisation(monkeypatch, fn):
     """The torch code that accelerators run reads no tensor value on the host (the label
     range check, a device-side assert there, is left out: on the CPU it reads min/max)."""
     from torch.profiler import profile
-    monkeypatch.setattr(R, '_check_label_range', lambda labels, c: None)
+    monkeypatch.setattr(R, 'check_ranking_values', lambda *args: None)
     logits, labels, weights = _case(50, 4, 3, dtype=torch.float32)
     x = logits.clone().requires_grad_(True)
     with profile() as prof:
@@ -409,7 +413,7 @@ def test_on_device_equals_cpu_without_host_sync(fn, device, monkeypatch):
     ref_x = logits.double().requires_grad_(True)
     call(ref_x, labels, weights, avg_factor=7.0).backward()
     if device.type == 'cpu':
-        monkeypatch.setattr(R, '_check_label_range', lambda labels, c: None)
+        monkeypatch.setattr(R, 'check_ranking_values', lambda *args: None)
     x = logits.to(device).requires_grad_(True)
     lab, w = labels.to(device), weights.to(device)
     avg = torch.tensor(7.0, device=device)

@@ -10,6 +10,7 @@
   per-level RetinaHead; the box loss equals the stock head's.
 - Errors: a ranking loss in a stock head, a per-anchor loss in the ranking head.
 """
+import math
 import os.path as osp
 
 import pytest
@@ -214,13 +215,271 @@ model = dict(
     bbox_head=dict(in_channels=64, feat_channels=64, stacked_convs=1,
                    loss_cls=dict(_delete_=True, type='detloss_plugin.APLoss', use_sigmoid=True)))
 """
-    with pytest.raises(ValueError, match=r"RetinaHead calls loss_cls once per FPN level.*"
-                                         r"detloss_plugin.RankingRetinaHead"):
-        build_detector(write_config(tmp_path, RETINANET, body))
+    cfg, model = build_detector(write_config(tmp_path, RETINANET, body))
+    assert model.bbox_head.loss_cls.attached_to is None  # a stock head attaches nothing
+    data = model.data_preprocessor(demo_batch(batch_size=1, size=64, num_classes=80), True)
+    with pytest.raises(ValueError, match=r"no head declared.*detloss_plugin.RankingRetinaHead"):
+        model(**data, mode='loss')
+
+
+def test_ranking_head_attaches_its_loss(tmp_path):
+    cfg, model = build_detector(write_config(tmp_path, RETINANET,
+                                             TINY_RETINANET.format(loss_cls=LOSS_CFGS['APLoss'])))
+    assert model.bbox_head.loss_cls.attached_to == 'RankingRetinaHead'
 
 
 def test_per_anchor_loss_in_the_ranking_head_is_refused(tmp_path):
     body = TINY_RETINANET.format(
         loss_cls="dict(_delete_=True, type='detloss_plugin.FocalLoss', use_sigmoid=True)")
     with pytest.raises(ValueError, match='RankingRetinaHead needs a ranking loss_cls'):
+        build_detector(write_config(tmp_path, RETINANET, body))
+
+
+# ------------------------------------------------ Rank & Sort ATSS, aLRP RetinaNet
+NEW_QUICK = {
+    'atss_r18-slim_rank-sort_synthetic.py': ('RankSortATSSHead', 'atss_cls',
+                                             {'loss_rank', 'loss_sort', 'loss_bbox'}),
+    'atss_r18-slim_focal_synthetic.py': ('ATSSHead', 'atss_cls',
+                                         {'loss_cls', 'loss_bbox', 'loss_centerness'}),
+    'retinanet_r18-slim_alrp-loss_synthetic.py': ('ALRPRetinaHead', 'retina_cls',
+                                                  {'loss_cls', 'loss_bbox'}),
+    'faster-rcnn_r18-slim_rank-sort_synthetic.py': (
+        'RankSortBBoxHead', 'fc_cls', {'rpn_loss_rank', 'rpn_loss_sort', 'rpn_loss_bbox',
+                                       'loss_rank', 'loss_sort', 'loss_bbox'}),
+}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize('name', sorted(NEW_QUICK))
+def test_rank_sort_and_alrp_quickstart_configs_train_and_predict(name):
+    head_type, cls_layer, keys = NEW_QUICK[name]
+    cfg, model = build_detector(osp.join(QUICK_DIR, name))
+    two_stage = head_type == 'RankSortBBoxHead'
+    head = model.roi_head.bbox_head if two_stage else model.bbox_head
+    assert type(head).__name__ == head_type
+    assert (head.fc_cls.out_features if two_stage else head.cls_out_channels) == 4
+    if two_stage:
+        assert type(model.rpn_head).__name__ == 'RankSortRPNHead'
+        assert model.rpn_head.loss_cls.attached_to == 'RankSortRPNHead'
+        assert model.rpn_head.rpn_cls.weight.grad is None
+    assert not hasattr(head, 'atss_centerness') or head_type == 'ATSSHead'
+    model.train()
+    optim = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for step in range(3):
+        data = model.data_preprocessor(
+            demo_batch(batch_size=2, size=128, num_classes=4, seed=step), True)
+        losses = model(**data, mode='loss')
+        assert set(losses) == keys
+        total, log_vars = model.parse_losses(losses)
+        optim.zero_grad()
+        total.backward()
+        grad = getattr(head, cls_layer).weight.grad
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters()
+                   if p.grad is not None)
+        assert all(math.isfinite(float(v)) for v in log_vars.values())
+        if two_stage:  # the RPN's ranking loss reaches its classifier
+            assert model.rpn_head.rpn_cls.weight.grad.abs().sum() > 0
+        optim.step()
+    if head_type in ('RankSortATSSHead', 'RankSortBBoxHead'):
+        # the box loss is rescaled to the ranking losses' value
+        assert float(losses['loss_bbox']) == pytest.approx(
+            float(losses['loss_rank'] + losses['loss_sort']), rel=1e-5)
+    if head_type == 'ALRPRetinaHead':
+        assert head.sb_weight.item() == 50.0  # updated by the hook only
+        assert any(h['type'] == 'detloss_plugin.ALRPSelfBalanceHook'
+                   for h in cfg.custom_hooks)
+    if two_stage:
+        model.test_cfg.rcnn.score_thr = 0.0
+    else:
+        model.test_cfg.score_thr = 0.0
+    _check_predictions(_predict(model, 128, 4), 4)
+
+
+@pytest.mark.parametrize('path', [
+    osp.join(REPO, 'configs', 'coco', 'atss', 'atss_r50_fpn_rank-sort_1x_coco.py'),
+    osp.join(REPO, 'configs', 'coco', 'faster_rcnn', 'faster-rcnn_r50_fpn_rank-sort_1x_coco.py'),
+    osp.join(COCO_DIR, 'retinanet_r50_fpn_alrp-loss_1x_coco.py')], ids=osp.basename)
+def test_coco_rank_sort_and_alrp_configs_build(path):
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from mmdet.registry import MODELS
+    cfg = Config.fromfile(path)
+    init_default_scope('mmdet')
+    if 'faster' in path:
+        rpn = MODELS.build(dict(cfg.model.rpn_head, train_cfg=cfg.model.train_cfg.rpn))
+        roi = MODELS.build(cfg.model.roi_head.bbox_head)
+        assert type(rpn).__name__ == 'RankSortRPNHead' and rpn.head_weight == 0.2
+        assert type(roi).__name__ == 'RankSortBBoxHead' and roi.fc_cls.out_features == 80
+        assert cfg.model.test_cfg.rcnn.score_thr == 0.4
+        return
+    head = MODELS.build(cfg.model.bbox_head)
+    if 'rank-sort' in path:
+        assert type(head).__name__ == 'RankSortATSSHead'
+        assert type(head.loss_cls).__name__ == 'RankSortLoss' and head.loss_cls.delta == 0.5
+        assert head.num_base_priors == 3 and cfg.optim_wrapper.optimizer.lr == 0.008
+    else:
+        assert type(head).__name__ == 'ALRPRetinaHead'
+        assert type(head.loss_cls).__name__ == 'ALRPLoss' and head.sb_weight.item() == 50.0
+        assert cfg.custom_hooks == [dict(type='detloss_plugin.ALRPSelfBalanceHook')]
+        assert cfg.train_cfg.max_epochs == 100
+
+
+def test_self_balance_hook_updates_once_per_epoch():
+    """The weight becomes (mean cls + mean loc) / mean loc of the epoch's iterations,
+    every len(train_dataloader) iterations."""
+    from types import SimpleNamespace
+
+    from detloss_plugin.models.dense_heads import ALRPRetinaHead, ALRPSelfBalanceHook
+    head = _heads(dict(type='detloss_plugin.FocalLoss', use_sigmoid=True))[0]
+    alrp = ALRPRetinaHead.__new__(ALRPRetinaHead)
+    torch.nn.Module.__init__(alrp)
+    alrp.register_buffer('sb_weight', torch.tensor(50.0))
+    alrp.register_buffer('sb_sums', torch.zeros(2), persistent=False)
+    model = torch.nn.ModuleDict(dict(other=head, bbox_head=alrp))
+    runner = SimpleNamespace(model=model, train_dataloader=[None] * 3, iter=0)
+    hook = ALRPSelfBalanceHook()
+    hook.before_train(runner)
+    assert hook.period == 3
+    for it, (cls, loc) in enumerate([(0.9, 0.1), (0.8, 0.3), (0.7, 0.2), (0.5, 0.5)]):
+        alrp.sb_sums += torch.tensor([cls, loc])
+        runner.iter = it
+        hook.after_train_iter(runner, it)
+        if it == 2:  # (2.4 + 0.6) / 0.6 = 5
+            assert alrp.sb_weight.item() == pytest.approx(5.0, rel=1e-6)
+    assert alrp.sb_sums.tolist() == pytest.approx([0.5, 0.5])  # the new epoch's sums
+    with pytest.raises(ValueError, match='period'):
+        ALRPSelfBalanceHook(period=0)
+
+
+def test_rank_sort_atss_head_passes_aligned_targets():
+    """The gathered scores and IoU targets of RankSortATSSHead are those of every
+    level and image of mmdet's ATSS targets, entry by entry (a per-level loop here)."""
+    from mmengine.config import ConfigDict
+    from mmengine.registry import init_default_scope
+    from mmengine.structures import InstanceData
+
+    from mmdet.registry import MODELS
+    from mmdet.structures.bbox import bbox_overlaps
+    init_default_scope('mmdet')
+    head = MODELS.build(dict(
+        type='detloss_plugin.RankSortATSSHead', num_classes=3, in_channels=8,
+        stacked_convs=1, feat_channels=8, norm_cfg=None,
+        anchor_generator=dict(type='AnchorGenerator', ratios=[1.0], octave_base_scale=2,
+                              scales_per_octave=3, strides=[8, 16]),
+        bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0.0] * 4,
+                        target_stds=[0.1, 0.1, 0.2, 0.2]),
+        loss_bbox=dict(type='detloss_plugin.GIoULoss', loss_weight=1.0),
+        train_cfg=ConfigDict(assigner=dict(type='ATSSAssigner', topk=9), allowed_border=-1,
+                             pos_weight=-1, debug=False)))
+    captured = {}
+    real = head.loss_cls.forward
+
+    def capture(logits, targets):
+        captured['args'] = (logits, targets)
+        return real(logits, targets)
+    head.loss_cls.forward = capture
+    torch.manual_seed(0)
+    feats = [torch.randn(2, 8, 8, 8), torch.randn(2, 8, 4, 4)]
+    metas = [dict(img_shape=(64, 64), pad_shape=(64, 64), batch_input_shape=(64, 64))] * 2
+    gts = [InstanceData(bboxes=torch.tensor([[4.0, 6.0, 30.0, 40.0], [20.0, 20.0, 60.0, 44.0]]),
+                        labels=torch.tensor([0, 2])),
+           InstanceData(bboxes=torch.tensor([[10.0, 12.0, 50.0, 30.0]]),
+                        labels=torch.tensor([1]))]
+    cls_scores, bbox_preds = head(feats)
+    losses = head.loss_by_feat(cls_scores, bbox_preds, gts, metas)
+    logits, targets = captured['args']
+    anchors, valid = head.get_anchors([f.shape[-2:] for f in cls_scores], metas,
+                                     device='cpu')
+    anchors_l, labels_l, weights_l, boxes_l = head.get_targets(anchors, valid, gts, metas)[:4]
+    row = 0
+    for i in range(2):
+        for lvl in range(2):
+            score = cls_scores[lvl][i].permute(1, 2, 0).reshape(-1, 3)
+            delta = bbox_preds[lvl][i].permute(1, 2, 0).reshape(-1, 4)
+            k = score.shape[0]
+            torch.testing.assert_close(logits[row:row + k], score, atol=0, rtol=0)
+            expected = torch.zeros(k, 3)
+            expected[weights_l[lvl][i] == 0] = -1
+            fg = (labels_l[lvl][i] < 3).nonzero().squeeze(1)
+            pred = head.bbox_coder.decode(anchors_l[lvl][i][fg], delta[fg].detach())
+            expected[fg, labels_l[lvl][i][fg]] = bbox_overlaps(pred, boxes_l[lvl][i][fg],
+                                                               is_aligned=True)
+            torch.testing.assert_close(targets[row:row + k], expected, atol=1e-6, rtol=0)
+            row += k
+    assert row == logits.shape[0] and (targets > 0).sum() > 0
+    assert set(losses) == {'loss_rank', 'loss_sort', 'loss_bbox'}
+    # ranking='image': the mean over the images of each image's own ranking
+    from detloss_plugin.functional import rank_sort_loss
+    per_image = [rank_sort_loss(lg, tg) for lg, tg in zip(logits.chunk(2), targets.chunk(2))]
+    head.ranking = 'image'
+    by_image = head.loss_by_feat(cls_scores, bbox_preds, gts, metas)
+    assert by_image['loss_rank'].item() == pytest.approx(
+        sum(r for r, _ in per_image).item() / 2, rel=1e-6)
+    assert by_image['loss_sort'].item() == pytest.approx(
+        sum(s for _, s in per_image).item() / 2, rel=1e-6)
+    # not the batch's value (each image's negatives only)
+    assert abs(by_image['loss_rank'].item() - losses['loss_rank'].item()) > 1e-5
+
+
+def test_alrp_head_losses_equal_the_function_on_the_gathered_batch():
+    """ALRPRetinaHead: loss_cls and loss_bbox / 50 are alrp_loss on the batch gathered
+    as RankingRetinaHead gathers it, with mmdet's own GIoULoss per positive."""
+    from mmengine.config import ConfigDict
+    from mmengine.registry import init_default_scope
+    from mmengine.structures import InstanceData
+
+    from mmdet.models.losses import GIoULoss
+    from mmdet.registry import MODELS
+
+    from detloss_plugin.functional import alrp_loss
+    init_default_scope('mmdet')
+    head = MODELS.build(dict(
+        type='detloss_plugin.ALRPRetinaHead', num_classes=3, in_channels=8, stacked_convs=1,
+        feat_channels=8,
+        anchor_generator=dict(type='AnchorGenerator', octave_base_scale=2,
+                              scales_per_octave=2, ratios=[0.5, 1.0, 2.0], strides=[8, 16]),
+        bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0.0] * 4,
+                        target_stds=[0.1, 0.1, 0.2, 0.2]),
+        loss_bbox=dict(type='detloss_plugin.GIoULoss', loss_weight=1.0),
+        train_cfg=ConfigDict(assigner=dict(type='MaxIoUAssigner', pos_iou_thr=0.5,
+                                           neg_iou_thr=0.4, min_pos_iou=0, ignore_iof_thr=-1),
+                             sampler=dict(type='PseudoSampler'), allowed_border=-1,
+                             pos_weight=-1, debug=False)))
+    torch.manual_seed(0)
+    feats = [torch.randn(2, 8, 8, 8), torch.randn(2, 8, 4, 4)]
+    metas = [dict(img_shape=(64, 64), pad_shape=(64, 64), batch_input_shape=(64, 64))] * 2
+    gts = [InstanceData(bboxes=torch.tensor([[4.0, 6.0, 30.0, 40.0], [20.0, 20.0, 60.0, 44.0]]),
+                        labels=torch.tensor([0, 2])),
+           InstanceData(bboxes=torch.tensor([[10.0, 12.0, 50.0, 30.0]]),
+                        labels=torch.tensor([1]))]
+    outs = head(feats)
+    head.train()
+    losses = head.loss_by_feat(*outs, gts, metas)
+    b = head.gather_batch(*outs, gts, metas)
+    pos = (b.labels < 3) & (b.label_weights > 0)
+    pred = head.bbox_coder.decode(b.anchors[pos], b.bbox_pred[pos])
+    target = head.bbox_coder.decode(b.anchors[pos], b.bbox_targets[pos])
+    loc = torch.zeros(b.labels.shape[0])
+    loc[pos] = GIoULoss(reduction='none')(pred, target)
+    cls, loc_loss = alrp_loss(b.cls_score, b.labels, loc, b.label_weights)
+    assert pos.sum() > 0
+    assert losses['loss_cls'].item() == pytest.approx(cls.item(), rel=1e-6)
+    assert losses['loss_bbox'].item() == pytest.approx(50.0 * loc_loss.item(), rel=1e-6)
+    assert head.sb_sums.tolist() == pytest.approx([cls.item(), loc_loss.item()], rel=1e-6)
+    head.update_self_balance()
+    assert head.sb_weight.item() == pytest.approx((cls + loc_loss).item() / loc_loss.item(),
+                                                  rel=1e-6)
+
+
+@pytest.mark.parametrize('head, loss, match', [
+    ('RankingRetinaHead', 'ALRPLoss', "ALRPLoss is called by bbox_head=dict.*ALRPRetinaHead"),
+    ('RankingRetinaHead', 'RankSortLoss', 'RankSortATSSHead'),
+    ('ALRPRetinaHead', 'APLoss', 'ALRPRetinaHead needs loss_cls detloss_plugin.ALRPLoss'),
+])
+def test_ranking_heads_refuse_the_other_ranking_losses(tmp_path, head, loss, match):
+    body = TINY_RETINANET.replace('RankingRetinaHead', head).format(
+        loss_cls=f"dict(_delete_=True, type='detloss_plugin.{loss}')")
+    with pytest.raises(ValueError, match=match):
         build_detector(write_config(tmp_path, RETINANET, body))

@@ -13,6 +13,7 @@ from .ghm import authentic_smooth_l1, ghm_edges, ghm_weights, ghmc_loss, ghmr_lo
 from .iou_variants import alpha_iou_loss, siou_loss, wiou_loss, wiou_running_mean
 from .cluster_nms import cluster_diou_nms, weighted_cluster_diou_nms
 from .ranking import ap_loss, dr_loss
+from .rank_sort import alrp_loss, rank_sort_loss
 from .kl_loss import kl_loss
 from .var_voting import var_voting
 from .wasserstein import nwd_loss, nwd_nms
@@ -29,7 +30,7 @@ __all__ = [
     'ghm_edges', 'ghm_weights', 'ghmc_loss', 'ghmr_loss', 'authentic_smooth_l1',
     'siou_loss', 'alpha_iou_loss', 'wiou_loss', 'wiou_running_mean',
     'cluster_diou_nms', 'weighted_cluster_diou_nms',
-    'ap_loss', 'dr_loss',
+    'ap_loss', 'dr_loss', 'rank_sort_loss', 'alrp_loss',
     'kl_loss', 'var_voting',
     'SIMILARITY_MODES', 'aligned_similarity', 'pairwise_similarity', 'nwd', 'wasserstein_sq',
     'nwd_loss', 'nwd_nms',

@@ -8,6 +8,7 @@ image are concatenated and the ranking loss is called once; box regression stays
 normal ``loss_bbox`` (Smooth L1, L1 or any detloss IoU loss), over the same anchors,
 with mmdet's ``avg_factor`` (the number of positives).
 """
+from types import SimpleNamespace
 from typing import List, Optional
 
 import torch
@@ -18,7 +19,7 @@ from mmdet.utils import InstanceList, OptInstanceList
 
 from detloss_plugin.registry import MODELS
 
-__all__ = ['RankingRetinaHead']
+__all__ = ['RankingRetinaHead', 'flatten_levels', 'gather_anchor_batch']
 
 
 @MODELS.register_module()
@@ -41,8 +42,8 @@ class RankingRetinaHead(RetinaHead):
     reference codes do (no gathering across GPUs).
     """
 
-    #: read by the ranking losses, which refuse to be built inside any other head
-    accepts_ranking_loss = True
+    #: the losses this head calls (named in its errors)
+    ranking_losses = 'detloss_plugin.APLoss or detloss_plugin.DRLoss'
 
     def __init__(self, *args, loss_cls: Optional[dict] = None, **kwargs) -> None:
         loss_cls = dict(type='detloss_plugin.APLoss') if loss_cls is None else dict(loss_cls)
@@ -51,41 +52,70 @@ class RankingRetinaHead(RetinaHead):
         super().__init__(*args, loss_cls=loss_cls, **kwargs)
         if not getattr(self.loss_cls, 'is_ranking_loss', False):
             raise ValueError(
-                f'RankingRetinaHead needs a ranking loss_cls (detloss_plugin.APLoss or '
-                f'detloss_plugin.DRLoss), got {type(self.loss_cls).__name__}: use '
+                f'{type(self).__name__} needs a ranking loss_cls ({self.ranking_losses}), '
+                f'got {type(self.loss_cls).__name__}: use '
                 f"type='RetinaHead' for per-anchor classification losses")
+        if self.loss_cls.head != f'detloss_plugin.{type(self).__name__}':
+            raise ValueError(
+                f'{type(self).__name__} needs loss_cls {self.ranking_losses}; '
+                f'{type(self.loss_cls).__name__} is called by bbox_head=dict(type='
+                f'{self.loss_cls.head!r})')
+        self.loss_cls.attach(self)  # called once per batch by loss_by_feat
+
+    def gather_batch(self, cls_scores: List[Tensor], bbox_preds: List[Tensor],
+                     batch_gt_instances: InstanceList, batch_img_metas: List[dict],
+                     batch_gt_instances_ignore: OptInstanceList = None) -> SimpleNamespace:
+        """See :func:`gather_anchor_batch`."""
+        return gather_anchor_batch(self, cls_scores, bbox_preds, batch_gt_instances,
+                                   batch_img_metas, batch_gt_instances_ignore)
 
     def loss_by_feat(self, cls_scores: List[Tensor], bbox_preds: List[Tensor],
                      batch_gt_instances: InstanceList, batch_img_metas: List[dict],
                      batch_gt_instances_ignore: OptInstanceList = None) -> dict:
-        featmap_sizes = [featmap.size()[-2:] for featmap in cls_scores]
-        device = cls_scores[0].device
-        anchor_list, valid_flag_list = self.get_anchors(featmap_sizes, batch_img_metas,
-                                                        device=device)
-        targets = self.get_targets(anchor_list, valid_flag_list, batch_gt_instances,
-                                   batch_img_metas,
-                                   batch_gt_instances_ignore=batch_gt_instances_ignore)
-        (labels_list, label_weights_list, bbox_targets_list, bbox_weights_list,
-         avg_factor) = targets[:5]
-        num_imgs = len(batch_img_metas)
-
-        # image-major, then level, then position: the order of labels_list[l] rows
-        def gather(levels: List[Tensor], channels: int) -> Tensor:
-            return torch.cat([lvl.permute(0, 2, 3, 1).reshape(num_imgs, -1, channels)
-                              for lvl in levels], dim=1).reshape(-1, channels)
-
-        cls_score = gather(cls_scores, self.cls_out_channels)
-        labels = torch.cat(labels_list, dim=1).reshape(-1)
-        label_weights = torch.cat(label_weights_list, dim=1).reshape(-1)
-        loss_cls = self.loss_cls(cls_score, labels, label_weights)
-
-        bbox_pred = gather(bbox_preds, self.bbox_coder.encode_size)
-        bbox_targets = torch.cat(bbox_targets_list, dim=1).reshape(-1, bbox_pred.shape[-1])
-        bbox_weights = torch.cat(bbox_weights_list, dim=1).reshape(-1, bbox_pred.shape[-1])
-        if self.reg_decoded_bbox:
-            anchors = torch.cat([torch.cat(a) for a in anchor_list]).reshape(-1, 4)
-            bbox_pred = self.bbox_coder.decode(anchors, bbox_pred)
-            bbox_targets = bbox_targets.reshape(-1, 4)
-            bbox_weights = bbox_weights.reshape(-1, 4)
-        loss_bbox = self.loss_bbox(bbox_pred, bbox_targets, bbox_weights, avg_factor=avg_factor)
+        b = self.gather_batch(cls_scores, bbox_preds, batch_gt_instances, batch_img_metas,
+                              batch_gt_instances_ignore)
+        loss_cls = self.loss_cls(b.cls_score, b.labels, b.label_weights)
+        loss_bbox = self.loss_bbox(b.bbox_pred, b.bbox_targets, b.bbox_weights,
+                                   avg_factor=b.avg_factor)
         return dict(loss_cls=loss_cls, loss_bbox=loss_bbox)
+
+
+def flatten_levels(levels: List[Tensor], num_imgs: int, channels: int) -> Tensor:
+    """``[M, channels]`` from per-level ``[num_imgs, A * channels, H, W]`` maps:
+    image-major, then level, then position and anchor (mmdet's target order)."""
+    return torch.cat([lvl.permute(0, 2, 3, 1).reshape(num_imgs, -1, channels)
+                      for lvl in levels], dim=1).reshape(-1, channels)
+
+
+def gather_anchor_batch(head, cls_scores: List[Tensor], bbox_preds: List[Tensor],
+                        batch_gt_instances: InstanceList, batch_img_metas: List[dict],
+                        batch_gt_instances_ignore: OptInstanceList = None) -> SimpleNamespace:
+    """The batch of an mmdet ``AnchorHead`` (RetinaNet, RPN), every level and image
+    aligned (image-major, then level, then position, the order of mmdet's
+    ``labels_list[l]`` rows): ``cls_score`` ``[M, C]``, ``labels``, ``label_weights``
+    ``[M]``, ``bbox_pred``, ``bbox_targets``, ``bbox_weights`` ``[M, 4]`` (decoded boxes
+    with ``reg_decoded_bbox``), ``anchors`` ``[M, 4]`` and mmdet's ``avg_factor``."""
+    featmap_sizes = [featmap.size()[-2:] for featmap in cls_scores]
+    device = cls_scores[0].device
+    anchor_list, valid_flag_list = head.get_anchors(featmap_sizes, batch_img_metas,
+                                                    device=device)
+    targets = head.get_targets(anchor_list, valid_flag_list, batch_gt_instances,
+                               batch_img_metas,
+                               batch_gt_instances_ignore=batch_gt_instances_ignore)
+    (labels_list, label_weights_list, bbox_targets_list, bbox_weights_list,
+     avg_factor) = targets[:5]
+    num_imgs = len(batch_img_metas)
+    out = SimpleNamespace(avg_factor=avg_factor)
+    out.cls_score = flatten_levels(cls_scores, num_imgs, head.cls_out_channels)
+    out.labels = torch.cat(labels_list, dim=1).reshape(-1)
+    out.label_weights = torch.cat(label_weights_list, dim=1).reshape(-1)
+    out.bbox_pred = flatten_levels(bbox_preds, num_imgs, head.bbox_coder.encode_size)
+    width = out.bbox_pred.shape[-1]
+    out.bbox_targets = torch.cat(bbox_targets_list, dim=1).reshape(-1, width)
+    out.bbox_weights = torch.cat(bbox_weights_list, dim=1).reshape(-1, width)
+    out.anchors = torch.cat([torch.cat(a) for a in anchor_list]).reshape(-1, 4)
+    if head.reg_decoded_bbox:
+        out.bbox_pred = head.bbox_coder.decode(out.anchors, out.bbox_pred)
+        out.bbox_targets = out.bbox_targets.reshape(-1, 4)
+        out.bbox_weights = out.bbox_weights.reshape(-1, 4)
+    return out

@@ -7,7 +7,7 @@ from .focal_loss import FocalLoss
 from .ghm_loss import GHMC, GHMR
 from .sce_loss import SymmetricCELoss
 from .seesaw_loss import SeesawLoss
-from .ranking_loss import APLoss, DRLoss
+from .ranking_loss import ALRPLoss, APLoss, DRLoss, RankSortLoss
 from .kl_loss import KLLoss
 from .nwd_loss import NWDLoss
 
@@ -17,5 +17,5 @@ __all__ = [
     'CrossEntropyLoss', 'FocalLoss', 'GHMC', 'GHMR', 'AnchorLoss', 'SymmetricCELoss',
     'SeesawLoss',
     'SIoULoss', 'AlphaIoULoss', 'WIoULoss',
-    'APLoss', 'DRLoss', 'KLLoss', 'NWDLoss',
+    'APLoss', 'DRLoss', 'RankSortLoss', 'ALRPLoss', 'KLLoss', 'NWDLoss',
 ]

@@ -1,4 +1,5 @@
-"""Ranking losses (``APLoss``, ``DRLoss``): one scalar for every anchor of the batch.
+"""Ranking losses (``APLoss``, ``DRLoss``, ``RankSortLoss``, ``ALRPLoss``): one value for
+every anchor of the batch.
 
 Call: ``loss(cls_score, labels, label_weights=None, avg_factor=None)`` with ``cls_score``
 ``Tensor[n, C]`` the logits of *every* anchor of the batch (all FPN levels and images),
@@ -10,38 +11,26 @@ Call: ``loss(cls_score, labels, label_weights=None, avg_factor=None)`` with ``cl
 no ``'none'`` (no per-element loss).
 
 These are not per-level ``loss_cls`` drop-ins: mmdet's dense heads call ``loss_cls``
-once per FPN level, which would rank each level separately. Use them through
-``detloss_plugin.RankingRetinaHead``, which calls the loss once per batch. Building one
-inside any other mmdet head raises a ``ValueError`` that names the head to use.
+once per FPN level, which would rank each level separately. The contract is explicit:
+a head that calls the loss once for the whole batch (``RankingRetinaHead``,
+``RankSortATSSHead``, ``ALRPRetinaHead``) declares it with :meth:`RankingLoss.attach`
+when it builds the loss; a ranking loss that no head attached refuses to run, with a
+``ValueError`` that names the heads to use. Code that calls the module itself on a
+whole batch attaches it once: ``APLoss().attach('my code')``.
 """
-import sys
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 from torch import Tensor, nn
 
+from detloss_plugin.functional import rank_sort as RS
 from detloss_plugin.functional import ranking as R
-from detloss_plugin.functional._checks import check_positive
+from detloss_plugin.functional._checks import check_finite, check_positive
 from detloss_plugin.registry import MODELS
 
-__all__ = ['APLoss', 'DRLoss', 'RankingLoss']
+__all__ = ['APLoss', 'DRLoss', 'RankSortLoss', 'ALRPLoss', 'RankingLoss']
 
-_RANKING_HEAD = 'detloss_plugin.RankingRetinaHead'
-
-
-def _owner_head():
-    """The head whose ``__init__`` is building this loss, if any: mmdet's heads build
-    ``loss_cls`` inside their constructor, so it is the nearest caller frame whose
-    ``self`` looks like a detection head (duck typing: no mmdet import here)."""
-    frame = sys._getframe(2)
-    for _ in range(40):
-        if frame is None:
-            return None
-        owner = frame.f_locals.get('self')
-        if frame.f_code.co_name == '__init__' and isinstance(owner, nn.Module) and (
-                hasattr(owner, 'loss_by_feat') or hasattr(owner, 'loss_and_target')):
-            return owner
-        frame = frame.f_back
-    return None
+_RANKING_HEADS = ('detloss_plugin.RankingRetinaHead', 'detloss_plugin.ALRPRetinaHead',
+                  'detloss_plugin.RankSortATSSHead')
 
 
 class RankingLoss(nn.Module):
@@ -50,23 +39,33 @@ class RankingLoss(nn.Module):
     #: heads check this to accept the loss (and mmdet's heads read ``use_sigmoid``)
     is_ranking_loss = True
     use_sigmoid = True
+    #: the head made for this loss's call (named in errors, checked by the heads)
+    head = 'detloss_plugin.RankingRetinaHead'
 
     def __init__(self, loss_weight: float = 1.0, use_sigmoid: bool = True) -> None:
         super().__init__()
         if use_sigmoid is not True:
             raise ValueError(f'{type(self).__name__} ranks sigmoid (one-vs-all) scores: '
                              f'use_sigmoid must be True, got {use_sigmoid!r}')
-        owner = _owner_head()
-        if owner is not None and not getattr(owner, 'accepts_ranking_loss', False):
-            raise ValueError(
-                f'{type(self).__name__} ranks every anchor of the batch at once, but '
-                f'{type(owner).__name__} calls loss_cls once per FPN level (or per RoI '
-                f'batch): use bbox_head=dict(type={_RANKING_HEAD!r}, ...) (a RetinaHead '
-                f'that calls the ranking loss once for the batch)')
+        #: who calls this loss once per batch (set by :meth:`attach`); None: nobody
+        self.attached_to: Optional[str] = None
         check_positive('loss_weight', loss_weight, allow_zero=True)
         self.loss_weight = float(loss_weight)
 
+    def attach(self, caller) -> 'RankingLoss':
+        """Declare that ``caller`` (a head, or a name) calls this loss once with every
+        anchor of the batch. Returns the loss."""
+        self.attached_to = caller if isinstance(caller, str) else type(caller).__name__
+        return self
+
     def _check_call(self, reduction_override: Optional[str], kwargs: dict) -> None:
+        if self.attached_to is None:
+            raise ValueError(
+                f'{type(self).__name__} ranks every anchor of the batch at once, but no '
+                f'head declared that it calls it so (mmdet\'s heads call loss_cls once per '
+                f'FPN level or RoI batch): use bbox_head=dict(type=...) with one of '
+                f'{", ".join(_RANKING_HEADS)}; code that calls it on a whole batch itself '
+                f'calls loss.attach("name") first')
         # mmdet's call contract: a reduction can be asked for; a ranking loss has no
         # per-element form, so only the batch's scalar ('mean' / 'sum') exists
         if reduction_override not in (None, 'mean', 'sum'):
@@ -140,8 +139,7 @@ class DRLoss(RankingLoss):
         for name, value in (('pos_lambda', pos_lambda), ('neg_lambda', neg_lambda),
                             ('L', L), ('tau', tau)):
             check_positive(name, value)
-        if not isinstance(margin, (int, float)) or isinstance(margin, bool):
-            raise TypeError(f'margin must be a number, got {type(margin).__name__}')
+        check_finite('margin', margin)
         self.pos_lambda = float(pos_lambda)
         self.neg_lambda = float(neg_lambda)
         self.L = float(L)
@@ -159,3 +157,80 @@ class DRLoss(RankingLoss):
     def extra_repr(self) -> str:
         return (f'pos_lambda={self.pos_lambda}, neg_lambda={self.neg_lambda:.6g}, L={self.L}, '
                 f'tau={self.tau}, margin={self.margin}, ' + super().extra_repr())
+
+
+@MODELS.register_module()
+class RankSortLoss(RankingLoss):
+    """Rank & Sort loss (Oksuz et al., ICCV 2021, https://arxiv.org/abs/2107.11669);
+    see :func:`detloss_plugin.functional.rank_sort_loss`.
+
+    Args:
+        delta: half-width of the piecewise-linear step (0.5, paper and reference).
+        loss_weight: multiplies both outputs and their updates.
+        use_sigmoid: must be True (see ``APLoss``).
+
+    ``forward(logits, targets)`` -> ``(ranking_loss, sorting_loss)``: ``logits`` and
+    ``targets`` ``Tensor[n, C]``, targets the IoU at the positives, 0 at the
+    negatives, -1 at ignored entries. :class:`~detloss_plugin.RankSortATSSHead` builds
+    the targets and logs the two outputs as ``loss_rank`` and ``loss_sort``.
+    """
+
+    head = ('detloss_plugin.RankSortATSSHead, detloss_plugin.RankSortRPNHead or '
+            'detloss_plugin.RankSortBBoxHead')
+
+    # read by RankSortBBoxHead (mmdet's RoI box heads): num_classes sigmoid outputs
+    def get_cls_channels(self, num_classes: int) -> int:
+        return num_classes
+
+    def get_activation(self, cls_score: Tensor) -> Tensor:
+        return cls_score.sigmoid()
+
+    def __init__(self, delta: float = 0.5, loss_weight: float = 1.0,
+                 use_sigmoid: bool = True) -> None:
+        super().__init__(loss_weight, use_sigmoid)
+        check_positive('delta', delta)
+        self.delta = float(delta)
+
+    def forward(self, logits: Tensor, targets: Tensor,
+                reduction_override: Optional[str] = None, **kwargs) -> Tuple[Tensor, Tensor]:
+        self._check_call(reduction_override, kwargs)
+        ranking, sorting = RS.rank_sort_loss(logits, targets, self.delta)
+        return self.loss_weight * ranking, self.loss_weight * sorting
+
+    def extra_repr(self) -> str:
+        return f'delta={self.delta}, ' + super().extra_repr()
+
+
+@MODELS.register_module()
+class ALRPLoss(RankingLoss):
+    """aLRP loss (Oksuz et al., NeurIPS 2020, https://arxiv.org/abs/2009.13592); see
+    :func:`detloss_plugin.functional.alrp_loss`.
+
+    Args:
+        delta: half-width of the piecewise-linear step (1.0, paper and reference).
+        loss_weight: multiplies both outputs (the head adds the self-balance weight of
+            the localisation output).
+        use_sigmoid: must be True (see ``APLoss``).
+
+    ``forward(cls_score, labels, loc_losses, label_weights=None)`` ->
+    ``(classification_loss, localisation_loss)``, inputs as ``APLoss`` plus each
+    anchor's localisation loss ``Tensor[n]`` (read at the positives).
+    """
+
+    head = 'detloss_plugin.ALRPRetinaHead'
+
+    def __init__(self, delta: float = 1.0, loss_weight: float = 1.0,
+                 use_sigmoid: bool = True) -> None:
+        super().__init__(loss_weight, use_sigmoid)
+        check_positive('delta', delta)
+        self.delta = float(delta)
+
+    def forward(self, cls_score: Tensor, labels: Tensor, loc_losses: Tensor,
+                label_weights: Optional[Tensor] = None,
+                reduction_override: Optional[str] = None, **kwargs) -> Tuple[Tensor, Tensor]:
+        self._check_call(reduction_override, kwargs)
+        cls, loc = RS.alrp_loss(cls_score, labels, loc_losses, label_weights, self.delta)
+        return self.loss_weight * cls, self.loss_weight * loc
+
+    def extra_repr(self) -> str:
+        return f'delta={self.delta}, ' + super().extra_repr()
