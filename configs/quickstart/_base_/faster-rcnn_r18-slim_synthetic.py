@@ -13,7 +13,7 @@
 # - data, schedule and runtime: the quick-start RetinaNet's (128x128 images, 16 a batch,
 #   AdamW 4e-3 with warm-up and cosine decay, 1500 iterations, val every 250). mmengine
 #   does not merge two bases that both define the data keys, so the values below repeat
-#   the RetinaNet base's; keep the two files in step (tests/test_quickstart_softmax_configs.py
+#   the RetinaNet base's; keep the two files in step (tests/integration/test_quickstart_softmax_configs.py
 #   checks that they agree).
 # - measured (CE, 2 busy CPU cores, OMP_NUM_THREADS=1): ~0.75 s per iteration of 16
 #   images, so the 1500 iterations take ~20 minutes; shortened to 700 iterations
