@@ -14,10 +14,11 @@ closest registered class (``detloss_plugin.GIoULoss``) instead of mmengine's bar
 import difflib
 
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import LOOPS as MMENGINE_LOOPS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
-__all__ = ['MODELS', 'HOOKS']
+__all__ = ['MODELS', 'HOOKS', 'LOOPS']
 
 
 class _SuggestingRegistry(Registry):
@@ -47,4 +48,6 @@ class _SuggestingRegistry(Registry):
 MODELS = _SuggestingRegistry('model', parent=MMENGINE_MODELS, scope='detloss_plugin',
                              locations=['detloss_plugin.models'])
 HOOKS = _SuggestingRegistry('hook', parent=MMENGINE_HOOKS, scope='detloss_plugin',
+                            locations=['detloss_plugin.engine'])
+LOOPS = _SuggestingRegistry('loop', parent=MMENGINE_LOOPS, scope='detloss_plugin',
                             locations=['detloss_plugin.engine'])
