@@ -37,7 +37,7 @@ How the loss of a batch is computed, so that training is the same with and witho
 - every buffer of the model is copied before and written back after, which undoes the
   update of losses that change their state whatever the mode (mmdet's ``GHMC`` /
   ``GHMR`` moving average, ``SeesawLoss``'s class counts);
-- the random state (python, numpy, torch CPU and the current CUDA device) is saved,
+- the random state (python, numpy, torch on the CPU and every CUDA device) is saved,
   seeded with ``seed + batch_index * world_size + rank`` for the batch (the RoI
   head's random sampler and DINO's query noise then draw the same numbers in every
   validation: the value is reproducible) and restored afterwards;
@@ -99,7 +99,7 @@ def _loss_mode(model: nn.Module) -> Iterator[None]:
     model.train()  # may also run a backbone's train() (norm_eval, frozen stages)
     for name, module in model.named_modules():
         if _keeps_eval(name, module):
-            module.training = False
+            module.eval()  # and its children
     try:
         yield
     finally:
@@ -128,10 +128,10 @@ def _restored_buffers(model: nn.Module) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _seeded_rng(seed: int) -> Iterator[None]:
-    """Seed python, numpy and torch (CPU and the current CUDA device) with ``seed``;
-    give back the previous states on exit."""
+    """Seed python, numpy and torch (CPU and every CUDA device) with ``seed``; give
+    back the previous states on exit."""
     py_state, np_state = random.getstate(), np.random.get_state()
-    devices = [torch.cuda.current_device()] if torch.cuda.is_initialized() else []
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
     with torch.random.fork_rng(devices=devices):
         random.seed(seed)
         np.random.seed(seed % 2**32)
@@ -149,7 +149,7 @@ def _rescaled_gt(sample):
     from mmdet.structures.bbox import scale_boxes
     sample = sample.clone()  # shallow: new containers below, new box tensors
     for field in ('gt_instances', 'ignored_instances'):
-        if field in sample and 'bboxes' in getattr(sample, field):
+        if hasattr(sample, field) and 'bboxes' in getattr(sample, field):
             instances = getattr(sample, field).clone()
             instances.bboxes = scale_boxes(instances.bboxes.clone(), sample.scale_factor)
             setattr(sample, field, instances)
@@ -177,7 +177,7 @@ def val_losses(model: nn.Module, data_batch: dict, seed: int = 0, rescale_gt: bo
     if is_model_wrapper(model):
         model = model.module
     samples = data_batch.get('data_samples') if isinstance(data_batch, dict) else None
-    if not samples or any('gt_instances' not in s for s in samples):
+    if not samples or not all(hasattr(s, 'gt_instances') for s in samples):
         raise ValueError('data_batch has no ground truth (data_samples[i].gt_instances): '
                          'the validation pipeline needs LoadAnnotations(with_bbox=True) '
                          'for a validation loss')
@@ -220,7 +220,7 @@ class _LossMeter:
 
     def update(self, log_vars: Dict[str, torch.Tensor], n: int) -> None:
         for key, value in log_vars.items():
-            self.sums[key] = self.sums.get(key, 0) + value * n
+            self.sums[key] = self.sums.get(key, 0) + value.double() * n
             self.counts[key] = self.counts.get(key, 0) + n
 
     def means(self) -> Dict[str, float]:
