@@ -101,7 +101,8 @@ def test_seeds_statistics_against_hand_values(tmp_path, monkeypatch):
     assert (c['low'], c['high']) == pytest.approx((-0.01 - half, -0.01 + half), abs=1e-5)
     assert (c['better'], c['worse'], c['outside_noise']) == (1, 2, False)
     md = open(osp.join(work, 'results.md')).read()
-    assert '| a | 0, 1, 2 | 0.500 +- 0.020 | 0.800 +- 0.020 | 0.400 +- 0.020 | 1.1000 +- 0.1000 |' in md
+    assert ('| a | 0, 1, 2 | 0.500 +- 0.020 | 0.800 +- 0.020 | 0.400 +- 0.020 '
+            '| 1.1000 +- 0.1000 |') in md
     assert f'| b | 0, 1, 2 | +0.030 | [{0.03 - 4.302653 * 0.01 / math.sqrt(3):+.3f}, ' in md
     assert '| 3 of 3 | yes |' in md and '| 1 of 3 | no |' in md
     assert osp.getsize(osp.join(work, 'comparison.png')) > 10000
@@ -197,7 +198,8 @@ def test_resume_logic(tmp_path, monkeypatch):
     assert done == [('train.py', 'seed1/a', False), ('test.py', 'seed1/a/test', False),
                     ('test.py', 'seed1/b/test', False),
                     ('train.py', 'seed1/c', True), ('test.py', 'seed1/c/test', False)]
-    runs = {(r['loss'], r['seed']): r for r in json.load(open(osp.join(work, 'results.json')))['runs']}
+    runs = json.load(open(osp.join(work, 'results.json')))['runs']
+    runs = {(r['loss'], r['seed']): r for r in runs}
     assert runs[('c', 1)]['resumed'] is True and runs[('a', 1)]['resumed'] is False
     assert runs[('a', 0)]['mAP'] == MAP['a'][0]  # reused, not retrained
     assert '(resumed)' in open(osp.join(work, 'results.md')).read()

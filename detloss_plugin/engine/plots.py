@@ -227,8 +227,8 @@ def plot_seed_comparison(runs: Dict[str, Dict[int, str]], values: Dict[str, Dict
     - ``curve_key`` (a logged validation scalar) against iteration, the mean over the
       seeds of each loss (``runs[loss][seed]`` is a work dir), at the iterations that
       all its seeds logged;
-    - the final ``metric`` (``values[loss][seed]``): mean with an error bar of one
-      sample standard deviation, and one dot per seed;
+    - the final ``metric`` (``values[loss][seed]``): the mean with an error bar of one
+      sample standard deviation, and one dot per seed beside it;
     - the paired differences with the baseline (``paired``: rows of
       ``tools/compare_losses.py``'s ``paired``, with ``mean``, ``low``, ``high``,
       ``diffs``): the mean, its 95% interval, and one dot per seed.
@@ -257,8 +257,9 @@ def plot_seed_comparison(runs: Dict[str, Dict[int, str]], values: Dict[str, Dict
             continue
         mean = sum(ys) / len(ys)
         std = math.sqrt(sum((y - mean) ** 2 for y in ys) / (len(ys) - 1)) if len(ys) > 1 else 0
-        ax_final.bar(i, mean, 0.6, yerr=std, capsize=4, color='C0', alpha=0.6)
-        ax_final.plot([i] * len(ys), ys, 'k.', ms=5)
+        ax_final.errorbar(i, mean, yerr=std, fmt='o', color='C0', capsize=4)
+        ax_final.plot([i + 0.15] * len(ys), ys, 'k.', ms=5)
+    ax_final.set_xlim(-0.5, len(labels) - 0.5)
     ax_final.set_xticks(range(len(labels)))
     ax_final.set_xticklabels(labels, rotation=30, ha='right', fontsize=8)
     ax_final.set_ylabel(f'final {metric}: mean +- std, dots: seeds')
@@ -272,8 +273,9 @@ def plot_seed_comparison(runs: Dict[str, Dict[int, str]], values: Dict[str, Dict
                              fmt='o', color='C3', capsize=4)
         else:
             ax_diff.plot(i, row['mean'], 'o', color='C3')
-        ax_diff.plot([i] * len(row['diffs']), row['diffs'], 'k.', ms=5)
+        ax_diff.plot([i + 0.15] * len(row['diffs']), row['diffs'], 'k.', ms=5)
     ax_diff.axhline(0.0, color='grey', lw=1)
+    ax_diff.set_xlim(-0.5, len(paired) - 0.5)
     ax_diff.set_xticks(range(len(paired)))
     ax_diff.set_xticklabels([r['loss'] for r in paired], rotation=30, ha='right', fontsize=8)
     base = paired[0]['baseline'] if paired else 'baseline'
