@@ -368,3 +368,42 @@ def test_ddp_two_processes_average_over_ranks(tmp_path, monkeypatch):
     assert NUM_VAL == 4  # two images per rank
     for key in ('val/loss', 'val/loss_cls', 'val/loss_bbox'):
         assert logged[key] == pytest.approx(metrics[key], rel=1e-5), key
+
+
+def test_every_visualizer_backend_receives_the_losses(tmp_path):
+    """The losses reach every backend of mmengine's visualizer through add_scalars, as
+    TensorboardVisBackend (tensorboard is not installed here) or WandbVisBackend would
+    receive them: a recording backend gets val/loss, val/loss_cls and val/loss_bbox
+    beside the COCO metrics."""
+    from mmengine.config import Config
+    from mmengine.registry import VISBACKENDS
+    from mmengine.runner import Runner
+    from mmengine.visualization import BaseVisBackend
+
+    received = []
+
+    class _Recording(BaseVisBackend):
+        @property
+        def experiment(self):
+            return self
+
+        def _init_env(self):
+            pass
+
+        def add_scalars(self, scalar_dict, step=0, file_path=None, **kwargs):
+            received.append(dict(scalar_dict))
+
+    name = 'ValLossTestRecordingVisBackend'
+    VISBACKENDS.register_module(name=name, module=_Recording, force=True)
+    root = str(tmp_path)
+    cfg = Config.fromfile(_tiny(root, 'retinanet'))
+    cfg.work_dir = osp.join(root, 'val_only')
+    cfg.visualizer.vis_backends = [dict(type='LocalVisBackend'), dict(type=name)]
+    cfg.visualizer.name = 'val_loss_test_visualizer'
+    cfg.env_cfg.dist_cfg = dict(backend='gloo')
+    metrics = Runner.from_cfg(cfg).val()
+    assert {'val/loss', 'val/loss_cls', 'val/loss_bbox', 'coco/bbox_mAP'} <= set(metrics)
+    logged = [r for r in received if 'val/loss' in r]
+    assert len(logged) == 1
+    for key in ('val/loss', 'val/loss_cls', 'val/loss_bbox', 'coco/bbox_mAP'):
+        assert logged[0][key] == pytest.approx(metrics[key])
