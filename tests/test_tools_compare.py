@@ -105,6 +105,14 @@ def test_seeds_statistics_against_hand_values(tmp_path, monkeypatch):
             '| 1.1000 +- 0.1000 |') in md
     assert f'| b | 0, 1, 2 | +0.030 | [{0.03 - 4.302653 * 0.01 / math.sqrt(3):+.3f}, ' in md
     assert '| 3 of 3 | yes |' in md and '| 1 of 3 | no |' in md
+    # pooled seed noise: deviations a 0, -.02, .02; b 0, -.03, .03; c 0, .02, -.02 ->
+    # sum of squares 0.0034 over 6 degrees of freedom
+    sd = math.sqrt(0.0034 / 6)
+    assert res['seed_noise']['df'] == 6
+    assert res['seed_noise']['std'] == pytest.approx(sd)
+    lsd3 = 2.4469 * sd * math.sqrt(2 / 3)  # t(0.975, 6) = 2.4469
+    assert f'standard deviation {sd:.3f} (6 degrees of freedom)' in md
+    assert f'{lsd3:.3f} (3 seeds)' in md
     assert osp.getsize(osp.join(work, 'comparison.png')) > 10000
 
 
@@ -136,6 +144,10 @@ def test_paired_uses_common_seeds_and_single_seed():
     tool = _tool()
     res = tool.paired({0: 0.5, 1: 0.6, 5: 0.9}, {0: 0.4, 1: 0.4, 2: 0.1}, False)
     assert res['seeds'] == [0, 1] and res['diffs'] == pytest.approx([0.1, 0.2])
+    assert tool.pooled_std([[1.0], [2.0]]) == dict(std=None, df=0)
+    # (0.5^2 + 0.5^2) + (1^2 + 0 + 1^2) = 2.5 over 1 + 2 degrees of freedom
+    assert tool.pooled_std([[1.0, 2.0], [3.0, 4.0, 5.0], [9.0]]) == dict(
+        std=pytest.approx(math.sqrt(2.5 / 3)), df=3)
     one = tool.paired({0: 0.5}, {0: 0.4}, False)
     assert one['low'] is None and one['std'] is None and not one['outside_noise']
     assert tool.mean_std([]) == dict(n=0, mean=None, std=None)

@@ -37,7 +37,9 @@ Results, in ``<work-dir>/``:
   standard deviation over its seeds; the paired comparison of ``--metric`` with
   ``--baseline`` (default: the first loss) over the seeds both have: mean difference,
   95% t-interval (mean +- t(0.975, n-1) * sd / sqrt(n)), in how many seeds the loss is
-  better, and whether the interval excludes 0 ("outside seed noise");
+  better, and whether the interval excludes 0 ("outside seed noise"); the seed noise
+  pooled over the losses (sample standard deviation assuming one variance for all, and
+  the difference two n-seed means need to be apart beyond it);
 - ``results.json``: the same, machine-readable (``runs``, ``summary``, ``paired``);
 - ``comparison.png``: ``--metric`` against iteration (mean over seeds), its final value
   (mean +- std, one dot per seed) and the paired differences with their intervals.
@@ -251,6 +253,17 @@ def paired(values: Dict[int, float], base: Dict[int, float], lower_is_better: bo
                 outside_noise=low is not None and (low > 0 or high < 0))
 
 
+def pooled_std(groups: Sequence[Sequence[float]]) -> dict:
+    """The seed noise pooled over losses (each loss's values are one group; groups of
+    one value add nothing): ``std = sqrt(sum((n_i - 1) s_i^2) / df)``, ``df = sum(n_i - 1)``,
+    assuming every loss has the same seed-to-seed variance. ``std`` is None for df 0."""
+    df = sum(len(g) - 1 for g in groups if len(g) > 1)
+    if df == 0:
+        return dict(std=None, df=0)
+    ss = sum(sum((v - sum(g) / len(g)) ** 2 for v in g) for g in groups if len(g) > 1)
+    return dict(std=math.sqrt(ss / df), df=df)
+
+
 def lower_is_better(metric: str) -> bool:
     return 'loss' in metric
 
@@ -281,7 +294,8 @@ def aggregate(rows: List[dict], names: Sequence[str], metric: str, baseline: str
     comparisons = [dict(loss=name, baseline=baseline, metric=metric,
                         **paired(per_seed(name), base, lower_is_better(metric)))
                    for name in names if name != baseline]
-    return summary, comparisons
+    noise = pooled_std([list(per_seed(name).values()) for name in names])
+    return summary, comparisons, noise
 
 
 # ----------------------------------------------------------------------------- output
@@ -301,7 +315,7 @@ def _digits(metric: str) -> int:
     return 4 if lower_is_better(metric) else 3
 
 
-def markdown(rows, summary, comparisons, metric: str, baseline: str) -> str:
+def markdown(rows, summary, comparisons, noise, metric: str, baseline: str) -> str:
     extra = [k for k in (metric, 'val/loss') if k not in AP_KEYS]
     extra = list(dict.fromkeys(extra))
     head = ['loss', 'seed', 'mAP', 'AP50', 'AP75'] + extra + ['train time', 'config']
@@ -333,6 +347,14 @@ def markdown(rows, summary, comparisons, metric: str, baseline: str) -> str:
         verdict = '-' if c['low'] is None else ('yes' if c['outside_noise'] else 'no')
         lines.append(f"| {c['loss']} | {', '.join(map(str, c['seeds'])) or '-'} | {mean} | "
                      f"{interval} | {c['better']} of {len(c['seeds'])} | {verdict} |")
+    if noise['std'] is not None:
+        t = t_quantile_975(noise['df'])
+        lsd = ', '.join(f"{t * noise['std'] * math.sqrt(2 / n):.{d}f} ({n} seed"
+                        + ('s)' if n > 1 else ')') for n in (1, 2, 3, 5))
+        lines += ['', f"Seed noise of {metric} pooled over the losses (same variance "
+                  f"assumed): standard deviation {noise['std']:.{d}f} ({noise['df']} degrees "
+                  f"of freedom); two means of n seeds each differ beyond it (95%) by more "
+                  f"than t * sd * sqrt(2 / n) = {lsd}."]
     return '\n'.join(lines) + '\n'
 
 
@@ -358,14 +380,14 @@ def main(argv=None):
                 rows.append(read_run(n, c, s, wd))
             else:
                 print(f'[compare] {n} seed {s}: not finished ({wd})', flush=True)
-    summary, comparisons = aggregate(rows, names, args.metric, baseline)
-    table = markdown(rows, summary, comparisons, args.metric, baseline)
+    summary, comparisons, noise = aggregate(rows, names, args.metric, baseline)
+    table = markdown(rows, summary, comparisons, noise, args.metric, baseline)
     md = osp.join(args.work_dir, 'results.md')
     with open(md, 'w') as f:
         f.write(table)
     with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
         json.dump(dict(metric=args.metric, baseline=baseline, seeds=seeds, runs=rows,
-                       summary=summary, paired=comparisons), f, indent=1)
+                       summary=summary, paired=comparisons, seed_noise=noise), f, indent=1)
     if REPO not in sys.path:
         sys.path.insert(0, REPO)
     from detloss_plugin.engine.plots import plot_seed_comparison
