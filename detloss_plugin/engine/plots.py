@@ -225,8 +225,8 @@ def plot_seed_comparison(runs: Dict[str, Dict[int, str]], values: Dict[str, Dict
     """Compare losses over seeds, three panels:
 
     - ``curve_key`` (a logged validation scalar) against iteration, the mean over the
-      seeds of each loss (``runs[loss][seed]`` is a work dir), at the iterations that
-      all its seeds logged;
+      seeds of each loss whose run logged it (``runs[loss][seed]`` is a work dir), at
+      the iterations that all of them logged;
     - the final ``metric`` (``values[loss][seed]``): the mean with an error bar of one
       sample standard deviation, and one dot per seed beside it;
     - the paired differences with the baseline (``paired``: rows of
@@ -240,11 +240,13 @@ def plot_seed_comparison(runs: Dict[str, Dict[int, str]], values: Dict[str, Dict
         curves = []
         for wd in seeds.values():
             val = read_scalars(wd)['val']
-            curves.append({r['step']: r[curve_key] for r in val if curve_key in r})
+            curve = {r['step']: r[curve_key] for r in val if curve_key in r}
+            if curve:  # a run without logs (results imported from elsewhere) adds none
+                curves.append(curve)
         steps = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
         if steps:
             ax_curve.plot(steps, [sum(c[s] for c in curves) / len(curves) for s in steps],
-                          marker='o', label=label)
+                          marker='o', label=f"{label} ({len(curves)} run{'s' * (len(curves) > 1)})")
     ax_curve.set_xlabel('iteration')
     ax_curve.set_ylabel(f'{curve_key} (val, mean over seeds)')
     ax_curve.grid(alpha=0.3)
