@@ -83,6 +83,8 @@ test_evaluator = val_evaluator
 # ------------------------------------------------------------------------- schedule
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
                  val_interval=val_interval)
+# ValLoop that also logs every loss term on the val set (val/loss, val/loss_rpn_cls, ...)
+val_cfg = dict(type='detloss_plugin.ValLossLoop')
 optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=4e-3, weight_decay=0.05),
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0),
