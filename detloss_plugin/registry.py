@@ -14,11 +14,12 @@ closest registered class (``detloss_plugin.GIoULoss``) instead of mmengine's bar
 import difflib
 
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import LOOPS as MMENGINE_LOOPS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 from mmengine.registry import TASK_UTILS as MMENGINE_TASK_UTILS
 
-__all__ = ['MODELS', 'HOOKS', 'TASK_UTILS']
+__all__ = ['MODELS', 'HOOKS', 'LOOPS', 'TASK_UTILS']
 
 
 class _SuggestingRegistry(Registry):
@@ -54,3 +55,5 @@ HOOKS = _SuggestingRegistry('hook', parent=MMENGINE_HOOKS, scope='detloss_plugin
 TASK_UTILS = _SuggestingRegistry('task util', parent=MMENGINE_TASK_UTILS,
                                  scope='detloss_plugin',
                                  locations=['detloss_plugin.models.task_modules'])
+LOOPS = _SuggestingRegistry('loop', parent=MMENGINE_LOOPS, scope='detloss_plugin',
+                            locations=['detloss_plugin.engine'])

@@ -110,7 +110,7 @@ log "installing mmengine, mmdet and the test/plot dependencies"
 # (and opencv-python 5 would pull numpy 2 back in). An mmengine / mmdet already
 # installed is kept.
 STACK=("setuptools>=77,<82" "numpy<2" "opencv-python==4.10.0.84" pycocotools "pytest>=7" matplotlib
-       scikit-learn)  # scikit-learn: mmdet's PAA head (tests/test_zoo.py)
+       scikit-learn)  # scikit-learn: mmdet's PAA head (tests/integration/test_zoo.py)
 "$VENV/bin/python" -c "import mmengine" 2>/dev/null || STACK+=(mmengine==0.10.7)
 "$VENV/bin/python" -c "import mmdet" 2>/dev/null || STACK+=(mmdet==3.3.0)
 "${PIP[@]}" install -q "${STACK[@]}"

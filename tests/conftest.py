@@ -1,4 +1,11 @@
-"""Shared fixtures: the devices a computation test runs on.
+"""Shared fixtures and the layout of the tests.
+
+``tests/unit/``: the functions and modules of the package (values, gradients, errors).
+``tests/integration/``: real mmdet detectors, training runs, the tools, distributed runs,
+kill-and-resume and the install; every test there carries the ``integration`` marker
+(``pytest -m "not integration"`` runs the unit tests alone). Shared helpers live next to
+this file: ``factories.py`` (random boxes and logits), ``device_utils.py``,
+``integration_utils.py`` and ``_tools_helpers.py``.
 
 ``device`` is parametrised over the CPU and CUDA; the CUDA case is skipped where no GPU
 is present and carries the ``cuda`` marker, so ``pytest -m cuda`` runs exactly the CUDA
@@ -23,3 +30,10 @@ DEVICE_PARAMS = [
 def device(request) -> torch.device:
     """Every device a computation test runs on (CUDA skipped without a GPU)."""
     return torch.device(request.param)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test under ``tests/integration/`` as ``integration``."""
+    for item in items:
+        if 'integration' in item.path.parent.parts[-1:]:
+            item.add_marker(pytest.mark.integration)

@@ -4,7 +4,8 @@
     python tools/plot_training.py WORK_DIR [--out WORK_DIR/report.png]
         [--pred-json PREFIX.bbox.json --ann-file instances_val.json --img-dir val/]
 
-The curves come from the run's ``<WORK_DIR>/<timestamp>/vis_data/scalars.json``; the
+The curves come from the run's ``<WORK_DIR>/<timestamp>/vis_data/scalars.json`` (the
+validation losses as dots, when the config uses ``detloss_plugin.ValLossLoop``); the
 predictions from a COCO results file (``tools/test.py --json-prefix PREFIX`` writes
 ``PREFIX.bbox.json``). See :mod:`detloss_plugin.engine.plots`.
 """

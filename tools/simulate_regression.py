@@ -390,7 +390,7 @@ def _authors_distance_term(pair: AuthorsPair, true_enclosing: bool = False) -> T
 
 # Each direction takes an AuthorsPair (prediction, target). The keyword flags switch on
 # corrections (default off: the authors' code). With all of a function's flags on it is
-# the true ascent direction (tests/test_simulate_regression.py checks this against
+# the true ascent direction (tests/integration/test_simulate_regression.py checks this against
 # autograd); ``--mode ablation`` runs them one at a time.
 def authors_iou_direction(pair: AuthorsPair, half: bool = False) -> Tensor:
     """dIOU.m then to_xywh.m."""

@@ -15,7 +15,7 @@ For one config per detector family of the installed mmdet (``mmdet/.mim/configs`
 
 ``python tools/zoo_matrix.py`` runs every family, writes ``docs/compatibility.json`` and
 renders ``docs/compatibility.md`` from it (``--render`` renders the JSON only;
-``--families RetinaNet FCOS`` runs a subset and prints it). ``tests/test_zoo.py`` runs
+``--families RetinaNet FCOS`` runs a subset and prints it). ``tests/integration/test_zoo.py`` runs
 the same :func:`run_family` per family.
 
 The backbones and configs are mmdet's own; only what cannot run here is changed:
@@ -516,7 +516,7 @@ def render(records: List[dict], total_seconds: Optional[float] = None,
         lines += ['', '## Notes', ''] + notes
     lines += ['', DEFAULTS_TABLE.rstrip('\n'), '', '## How to reproduce', '',
               '```', 'python tools/zoo_matrix.py            # every family, rewrites this page',
-              'pytest -m integration tests/test_zoo.py  # the same checks as tests', '```']
+              'pytest -m integration tests/integration/test_zoo.py  # the same checks as tests', '```']
     if total_seconds is not None:
         cpu = f'{cpu_seconds:.0f} s of CPU time, ' if cpu_seconds else ''
         lines += ['', f'Cost of the last run: {cpu}{total_seconds:.0f} s wall for the '

@@ -5,7 +5,8 @@ dir (CPU quick start or GPU COCO run):
 
 - the curves from mmengine's ``LocalVisBackend`` logs
   (``<work_dir>/<timestamp>/vis_data/scalars.json``, one JSON record per line; a resumed
-  run has several timestamps, which are merged);
+  run has several timestamps, which are merged), the validation losses
+  (``val/loss``, ``val/loss_cls``, ... of :class:`detloss_plugin.ValLossLoop`) among them;
 - the predictions from a COCO results file (``tools/test.py --json-prefix P`` writes
   ``P.bbox.json``) and the ground truth from the COCO annotation file.
 
@@ -18,10 +19,16 @@ import os
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
-__all__ = ['read_scalars', 'plot_curves', 'plot_training_report', 'plot_comparison']
+__all__ = ['read_scalars', 'plot_curves', 'plot_training_report', 'plot_comparison',
+           'plot_seed_comparison']
 
 _TRAIN_KEYS = ('loss', 'loss_cls', 'loss_bbox')
 _VAL_KEYS = ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75')
+_VAL_LOSS_PREFIX = 'val/'  # ValLossLoop's names: val/loss, val/loss_cls, ...
+
+
+def _is_val_record(rec: Dict) -> bool:
+    return any(k in rec for k in _VAL_KEYS) or any(k.startswith(_VAL_LOSS_PREFIX) for k in rec)
 
 
 def read_scalars(work_dir: str) -> Dict[str, List[Dict]]:
@@ -43,7 +50,7 @@ def read_scalars(work_dir: str) -> Dict[str, List[Dict]]:
                 if 'loss' in rec:
                     train[step] = rec
                     last_train = step
-                elif any(k in rec for k in _VAL_KEYS):
+                elif _is_val_record(rec):
                     val_records.append((step, last_train, rec))
     # With LoggerHook(log_metric_by_epoch=True), mmengine's default, an iteration-based
     # run logs every validation at step 0 (the epoch): place those at the training
@@ -71,9 +78,16 @@ def _draw_curves(ax_loss, ax_map, scalars: Dict[str, List[Dict]], label: str = '
     for key, style in zip(_TRAIN_KEYS, ('-', '--', ':')):
         ys = [r.get(key) for r in train]
         if steps and all(y is not None for y in ys):
-            ax_loss.plot(steps, ys, style, label=f'{label}{key}')
+            line, = ax_loss.plot(steps, ys, style, label=f'{label}{key}')
+            # the same term on the validation set, same colour, dots
+            vsteps = [r['step'] for r in val if _VAL_LOSS_PREFIX + key in r]
+            if vsteps:
+                ax_loss.plot(vsteps, [r[_VAL_LOSS_PREFIX + key] for r in val
+                                      if _VAL_LOSS_PREFIX + key in r],
+                             style, marker='o', color=line.get_color(),
+                             label=f'{label}{_VAL_LOSS_PREFIX}{key}')
     ax_loss.set_xlabel('iteration')
-    ax_loss.set_ylabel('training loss')
+    ax_loss.set_ylabel('loss (train; val: dots)')
     ax_loss.grid(alpha=0.3)
     vsteps = [r['step'] for r in val]
     for key, marker in zip(_VAL_KEYS, ('o', 's', '^')):
@@ -202,4 +216,71 @@ def plot_comparison(runs: Dict[str, str], out_file: str, final: Optional[Dict[st
     ax_bar.set_ylabel('COCO AP (val)')
     ax_bar.legend(fontsize=8)
     ax_bar.grid(axis='y', alpha=0.3)
+    return _save(fig, out_file, title)
+
+
+def plot_seed_comparison(runs: Dict[str, Dict[int, str]], values: Dict[str, Dict[int, float]],
+                         paired: Sequence[Dict], out_file: str, metric: str = 'mAP',
+                         curve_key: str = 'coco/bbox_mAP', title: Optional[str] = None) -> str:
+    """Compare losses over seeds, three panels:
+
+    - ``curve_key`` (a logged validation scalar) against iteration, the mean over the
+      seeds of each loss whose run logged it (``runs[loss][seed]`` is a work dir), at
+      the iterations that all of them logged;
+    - the final ``metric`` (``values[loss][seed]``): the mean with an error bar of one
+      sample standard deviation, and one dot per seed beside it;
+    - the paired differences with the baseline (``paired``: rows of
+      ``tools/compare_losses.py``'s ``paired``, with ``mean``, ``low``, ``high``,
+      ``diffs``): the mean, its 95% interval, and one dot per seed.
+    """
+    import math
+    fig = _figure((16, 4.8))
+    ax_curve, ax_final, ax_diff = fig.subplots(1, 3)
+    for label, seeds in runs.items():
+        curves = []
+        for wd in seeds.values():
+            val = read_scalars(wd)['val']
+            curve = {r['step']: r[curve_key] for r in val if curve_key in r}
+            if curve:  # a run without logs (results imported from elsewhere) adds none
+                curves.append(curve)
+        steps = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
+        if steps:
+            ax_curve.plot(steps, [sum(c[s] for c in curves) / len(curves) for s in steps],
+                          marker='o', label=f"{label} ({len(curves)} run{'s' * (len(curves) > 1)})")
+    ax_curve.set_xlabel('iteration')
+    ax_curve.set_ylabel(f'{curve_key} (val, mean over seeds)')
+    ax_curve.grid(alpha=0.3)
+    if ax_curve.lines:
+        ax_curve.legend(fontsize=8)
+    labels = list(values)
+    for i, label in enumerate(labels):
+        ys = [v for v in values[label].values() if v is not None]
+        if not ys:
+            continue
+        mean = sum(ys) / len(ys)
+        std = math.sqrt(sum((y - mean) ** 2 for y in ys) / (len(ys) - 1)) if len(ys) > 1 else 0
+        ax_final.errorbar(i, mean, yerr=std, fmt='o', color='C0', capsize=4)
+        ax_final.plot([i + 0.15] * len(ys), ys, 'k.', ms=5)
+    ax_final.set_xlim(-0.5, len(labels) - 0.5)
+    ax_final.set_xticks(range(len(labels)))
+    ax_final.set_xticklabels(labels, rotation=30, ha='right', fontsize=8)
+    ax_final.set_ylabel(f'final {metric}: mean +- std, dots: seeds')
+    ax_final.grid(axis='y', alpha=0.3)
+    for i, row in enumerate(paired):
+        if row.get('mean') is None:
+            continue
+        if row.get('low') is not None:
+            ax_diff.errorbar(i, row['mean'], yerr=[[row['mean'] - row['low']],
+                                                   [row['high'] - row['mean']]],
+                             fmt='o', color='C3', capsize=4)
+        else:
+            ax_diff.plot(i, row['mean'], 'o', color='C3')
+        ax_diff.plot([i + 0.15] * len(row['diffs']), row['diffs'], 'k.', ms=5)
+    ax_diff.axhline(0.0, color='grey', lw=1)
+    ax_diff.set_xlim(-0.5, len(paired) - 0.5)
+    ax_diff.set_xticks(range(len(paired)))
+    ax_diff.set_xticklabels([r['loss'] for r in paired], rotation=30, ha='right', fontsize=8)
+    base = paired[0]['baseline'] if paired else 'baseline'
+    ax_diff.set_ylabel(f'{metric} - {base}: mean, 95% interval, seeds')
+    ax_diff.grid(axis='y', alpha=0.3)
     return _save(fig, out_file, title)

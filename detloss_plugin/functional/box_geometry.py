@@ -23,7 +23,7 @@ for the ``N x M`` matrix that assigners, matchers and NMS need), one per
 
 The pairwise form evaluates the aligned one on the broadcast pair grid (no second copy
 of any formula); it is checked against a Python loop over pairs and against the aligned
-form on the diagonal (tests/test_box_geometry_pairwise.py). For the non-IoU modes the
+form on the diagonal (tests/unit/test_box_geometry_pairwise.py). For the non-IoU modes the
 value is computed as ``1 - loss``: in float32 this rounds to about 6e-8 absolute.
 """
 from typing import NamedTuple, Optional

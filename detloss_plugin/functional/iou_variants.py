@@ -95,7 +95,7 @@ def siou_loss(pred: Tensor, target: Tensor, theta: float = 4.0, eps: float = 1e-
       :math:`\sin\alpha = \sqrt 2/2`; same value.
 
     With ``neg_gamma=True``, away from the clamp and with ``eps`` negligible, the two
-    agree in value and gradient (tests/test_siou_alpha_wiou.py).
+    agree in value and gradient (tests/unit/test_siou_alpha_wiou.py).
     """
     check_boxes(pred, target)
     check_theta(theta)

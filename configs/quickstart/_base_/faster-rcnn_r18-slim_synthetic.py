@@ -13,7 +13,7 @@
 # - data, schedule and runtime: the quick-start RetinaNet's (128x128 images, 16 a batch,
 #   AdamW 4e-3 with warm-up and cosine decay, 1500 iterations, val every 250). mmengine
 #   does not merge two bases that both define the data keys, so the values below repeat
-#   the RetinaNet base's; keep the two files in step (tests/test_quickstart_softmax_configs.py
+#   the RetinaNet base's; keep the two files in step (tests/integration/test_quickstart_softmax_configs.py
 #   checks that they agree).
 # - measured (CE, 2 busy CPU cores, OMP_NUM_THREADS=1): ~0.75 s per iteration of 16
 #   images, so the 1500 iterations take ~20 minutes; shortened to 700 iterations
@@ -83,6 +83,8 @@ test_evaluator = val_evaluator
 # ------------------------------------------------------------------------- schedule
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
                  val_interval=val_interval)
+# ValLoop that also logs every loss term on the val set (val/loss, val/loss_rpn_cls, ...)
+val_cfg = dict(type='detloss_plugin.ValLossLoop')
 optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=4e-3, weight_decay=0.05),
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0),

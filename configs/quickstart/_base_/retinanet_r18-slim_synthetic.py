@@ -148,7 +148,8 @@ test_evaluator = val_evaluator
 
 # ----------------------------------------------------------------------- schedule
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=val_interval)
-val_cfg = dict(type='ValLoop')
+# ValLoop that also logs every loss term on the val set (val/loss, val/loss_cls, ...)
+val_cfg = dict(type='detloss_plugin.ValLossLoop')
 test_cfg = dict(type='TestLoop')
 optim_wrapper = dict(
     type='OptimWrapper',

@@ -18,7 +18,7 @@ F64 = torch.float64
 
 # name -> (module factory, the functional form it must equal in eval mode)
 CASES = {
-    # SIoULoss defaults to mmdet's form (tests/test_mmdet_contract.py); the paper's:
+    # SIoULoss defaults to mmdet's form (tests/unit/test_mmdet_contract.py); the paper's:
     'SIoULoss_paper': (lambda **k: SIoULoss(form='paper', **k),
                        lambda p, t: siou_loss(p, t, eps=1e-6)),
     'SIoULoss_paper_theta2': (lambda **k: SIoULoss(form='paper', theta=2.0, **k),

@@ -1,6 +1,6 @@
 """SIoU, Alpha-IoU and Wise-IoU as ``loss_bbox`` of stock mmdet RetinaNet and Faster R-CNN
 configs (``_base_ = 'mmdet::...'``, shrunk for CPU CI as in
-tests/test_integration_regression.py), with Cluster-DIoU-NMS as ``test_cfg.nms``: a few
+tests/integration/test_integration_regression.py), with Cluster-DIoU-NMS as ``test_cfg.nms``: a few
 training steps give finite losses and gradients, WIoU's running mean moves and is in the
 detector's state dict, and Cluster-DIoU-NMS predicts exactly the boxes DIoU-NMS does.
 Also: the quick-start and COCO configs of these losses."""

@@ -144,7 +144,7 @@ def test_cls_configs_load_and_build_their_losses(path):
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
 
-    cfg = Config.fromfile(str(Path(__file__).parents[1] / 'configs' / path))
+    cfg = Config.fromfile(str(Path(__file__).parents[2] / 'configs' / path))
     model = cfg.model
     head = model.bbox_head if 'bbox_head' in model else model.roi_head.bbox_head
     cls_name, bbox_name = CLS_CONFIGS[path]

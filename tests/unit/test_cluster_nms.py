@@ -1,5 +1,5 @@
 """Cluster-DIoU-NMS: the same kept boxes as greedy DIoU-NMS on every case of
-tests/test_diou_nms.py (against its slow loop and against ``diou_nms``), where Fast NMS
+tests/unit/test_diou_nms.py (against its slow loop and against ``diou_nms``), where Fast NMS
 (the first iteration alone) differs; the weighted variant against a slow loop and by
 hand; the mmcv adapter and ``batched_nms`` dispatch."""
 import importlib

@@ -14,7 +14,7 @@ from PIL import Image
 from detloss_plugin.datasets import (CLASSES, ensure_synthetic_coco, generate_synthetic_coco,
                                      render_image)
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SMALL = dict(num_train=6, num_val=3, image_size=(64, 48), min_size=8, max_size=32)
 
 

@@ -50,7 +50,7 @@ def test_bad_size_distribution(tmp_path):
 def test_make_dataset_tiny_flag(tmp_path):
     import importlib.util
     spec = importlib.util.spec_from_file_location(
-        'make_dataset', osp.join(osp.dirname(__file__), '..', 'tools', 'make_dataset.py'))
+        'make_dataset', osp.join(osp.dirname(__file__), '..', '..', 'tools', 'make_dataset.py'))
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     out = str(tmp_path / 'tiny')

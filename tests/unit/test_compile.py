@@ -82,7 +82,7 @@ BOX_LOSSES = ['IoULoss', 'GIoULoss', 'DIoULoss', 'CIoULoss', 'EfficientIoULoss',
               'FocalEIoULoss', 'SIoULoss', 'AlphaIoULoss', 'WIoULoss', 'L1Loss', 'MSELoss',
               'SmoothL1Loss', 'FocalL1Loss', 'NWDLoss']
 # the ranking losses run only inside their heads (an explicit contract the head sets):
-# tests/test_ranking_compile.py compiles them with a head attached
+# tests/unit/test_ranking_compile.py compiles them with a head attached
 RANKING_LOSSES = {'APLoss', 'DRLoss', 'RankSortLoss', 'ALRPLoss'}
 
 # registered name -> [(config, contract, marks)]
@@ -168,7 +168,7 @@ def check_compiled_equals_eager(name, cfg, contract, backend):
 @pytest.mark.parametrize('name,cfg,contract', _params())
 def test_compiled_equals_eager(name, cfg, contract):
     assert contract is not None, (
-        f'{name} is registered but has no input factory in tests/test_compile.py: add its '
+        f'{name} is registered but has no input factory in tests/unit/test_compile.py: add its '
         f'call contract to CASES')
     check_compiled_equals_eager(name, cfg, contract, 'aot_eager')
 

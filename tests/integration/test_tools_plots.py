@@ -60,3 +60,26 @@ def test_report_and_comparison_pictures(tmp_path):
     _write_scalars(wd2, '20250101_000000', [_train(10, 2.0), _val(10, 0.2), _val(20, 0.3)])
     out = plot_comparison({'a': wd, 'b': wd2}, str(tmp_path / 'cmp.png'))
     assert osp.getsize(out) > 10000
+
+
+def test_validation_losses_read_and_drawn(tmp_path):
+    """ValLossLoop's val/... records are validation records (also without COCO metrics)
+    and the curves draw each val term beside its training term, in its colour."""
+    from detloss_plugin.engine.plots import _draw_curves, _figure
+    wd = str(tmp_path)
+    _write_scalars(wd, '20250101_000000', [
+        _train(10, 2.0), dict(_val(10, 0.1), **{'val/loss': 2.5, 'val/loss_cls': 1.5,
+                                                'val/loss_bbox': 1.0}),
+        _train(20, 1.0), {'val/loss': 1.5, 'val/loss_cls': 1.0, 'val/loss_bbox': 0.5,
+                          'step': 20}])
+    s = read_scalars(wd)
+    assert [(r['step'], r['val/loss']) for r in s['val']] == [(10, 2.5), (20, 1.5)]
+    assert [r['step'] for r in s['train']] == [10, 20]
+    ax_loss, ax_map = _figure((8, 4)).subplots(1, 2)
+    _draw_curves(ax_loss, ax_map, s)
+    lines = {line.get_label(): line for line in ax_loss.lines}
+    assert set(lines) == {'loss', 'loss_cls', 'loss_bbox', 'val/loss', 'val/loss_cls',
+                          'val/loss_bbox'}
+    assert list(lines['val/loss_bbox'].get_ydata()) == [1.0, 0.5]
+    assert lines['val/loss_cls'].get_color() == lines['loss_cls'].get_color()
+    assert lines['val/loss'].get_marker() == 'o'

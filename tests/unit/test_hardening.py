@@ -462,8 +462,8 @@ def test_nms_benchmark_suite_contract():
 
     spec = importlib.util.spec_from_file_location(
         'detloss_bench_nms_contract',
-        osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools', 'benchmarks',
-                 'nms.py'))
+        osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'tools',
+                 'benchmarks', 'nms.py'))
     suite = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(suite)
     args = SimpleNamespace(device='cpu', threads=[1], quick=True)
