@@ -58,13 +58,14 @@ import numpy as np
 __all__ = ['CLASSES', 'PALETTE', 'GENERATOR_VERSION', 'TINY_OBJECTS', 'SIZE_DISTRIBUTIONS',
            'generate_synthetic_coco', 'ensure_synthetic_coco', 'render_image']
 
+#: The four shape classes of the synthetic dataset, in category-id order.
 CLASSES: Tuple[str, ...] = ('rectangle', 'ellipse', 'triangle', 'cross')
-# Colours used to draw predictions of each class (RGB).
+#: Colours used to draw predictions of each class (RGB).
 PALETTE: Tuple[Tuple[int, int, int], ...] = (
     (230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48))
 GENERATOR_VERSION = 1
 SIZE_DISTRIBUTIONS = ('log_uniform', 'aitod')
-# the tiny-object preset: pass as generate_synthetic_coco(out, **TINY_OBJECTS)
+#: The tiny-object preset: pass as ``generate_synthetic_coco(out, **TINY_OBJECTS)``.
 TINY_OBJECTS = dict(image_size=(192, 192), min_objects=8, max_objects=30, min_size=2,
                     max_size=32, max_aspect=2.0, max_iou=0.1,
                     size_distribution='aitod')

@@ -38,6 +38,7 @@ __all__ = ['BoxPairGeometry', 'box_pair_geometry', 'center_offsets', 'gaussian_e
            'pairwise_wasserstein', 'nwd', 'aligned_similarity', 'pairwise_similarity', 'similarity_range',
            'SIMILARITY_MODES', 'NWD_CONSTANT']
 
+#: The modes of :func:`pairwise_similarity` and :func:`aligned_similarity`.
 SIMILARITY_MODES = ('iou', 'iof', 'giou', 'diou', 'ciou', 'siou', 'eiou', 'nwd')
 NWD_CONSTANT = 12.8   # AI-TOD's mean absolute object size (Wang et al. 2021)
 

@@ -165,8 +165,10 @@ class RankSortRPNHead(RPNHead):
         loss_bbox: one value per box with ``reduction_override='none'`` on decoded
             boxes (the reference: ``GIoULoss``).
         head_weight: multiplies the three losses (0.2).
-        everything else: as ``RPNHead``. The reference samples every anchor
-        (``train_cfg.rpn.sampler=dict(type='PseudoSampler')``).
+        **kwargs: as ``RPNHead``.
+
+    The reference samples every anchor: ``train_cfg.rpn.sampler`` is
+    ``dict(type='PseudoSampler')``.
 
     Losses (``loss_rank``, ``loss_sort``, ``loss_bbox``; the detector logs them as
     ``rpn_loss_*``).

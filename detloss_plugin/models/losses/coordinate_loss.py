@@ -39,7 +39,7 @@ class _CoordinateLoss(BaseLoss):
 
 @MODELS.register_module()
 class L1Loss(_CoordinateLoss):
-    """|pred - target|; see :func:`detloss_plugin.functional.l1_loss`."""
+    """``|pred - target|``; see :func:`detloss_plugin.functional.l1_loss`."""
 
     def element_loss(self, pred, target):
         return F.l1_loss(pred, target)
