@@ -9,7 +9,8 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOLS = osp.join(REPO, 'tools')
 NUM_VAL = 4
 
-TINY_CONFIG = """
+# the data and schedule of a tiny run of any quick-start config (format base, data_root)
+TINY_RUN_CONFIG = """
 _base_ = {base!r}
 data_root = {data_root!r}
 img_scale = (64, 64)
@@ -34,14 +35,16 @@ val_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
-# score_thr 0 so that an almost untrained model still predicts boxes
-model = dict(test_cfg=dict(score_thr=0.0))
-train_cfg = dict(max_iters=4, val_interval=1000)
 param_scheduler = [dict(type='LinearLR', start_factor=0.5, by_epoch=False, begin=0, end=4)]
 default_hooks = dict(logger=dict(interval=1),
                      checkpoint=dict(interval=2, max_keep_ckpts=-1, save_last=True))
 log_processor = dict(window_size=1)
 randomness = dict(seed=0, deterministic=True)
+"""
+TINY_CONFIG = TINY_RUN_CONFIG + """
+# score_thr 0 so that an almost untrained model still predicts boxes
+model = dict(test_cfg=dict(score_thr=0.0))
+train_cfg = dict(max_iters=4, val_interval=1000)
 """
 
 

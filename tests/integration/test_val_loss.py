@@ -237,48 +237,17 @@ def test_loop_registered_and_options_checked():
 
 
 # ----------------------------------------------------------------- with the Runner
-TINY_FASTER = """
-_base_ = {base!r}
-data_root = {data_root!r}
-img_scale = (64, 64)
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', scale=img_scale, keep_ratio=True),
-    dict(type='RandomFlip', prob=[0.25, 0.25], direction=['horizontal', 'vertical']),
-    dict(type='PackDetInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=img_scale, keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
-]
-train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-                        dataset=dict(data_root=data_root, pipeline=train_pipeline))
-val_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-                      dataset=dict(data_root=data_root, pipeline=test_pipeline))
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
-test_evaluator = val_evaluator
-param_scheduler = [dict(type='LinearLR', start_factor=0.5, by_epoch=False, begin=0, end=4)]
-default_hooks = dict(logger=dict(interval=1),
-                     checkpoint=dict(interval=2, max_keep_ckpts=-1, save_last=True))
-log_processor = dict(window_size=1)
-randomness = dict(seed=0, deterministic=True)
-"""
 
 
 def _tiny(root: str, detector: str) -> str:
-    from _tools_helpers import REPO, make_tiny_setup
+    from _tools_helpers import REPO, TINY_RUN_CONFIG, make_tiny_setup
     if detector == 'retinanet':  # a stateful box loss, to check its state too
         return make_tiny_setup(root, 'wiou')
     make_tiny_setup(root, 'wiou')  # the data
     path = osp.join(root, 'tiny_faster.py')
     base = osp.join(REPO, 'configs', 'quickstart', 'faster-rcnn_r18-slim_seesaw_synthetic.py')
     with open(path, 'w') as f:
-        f.write(TINY_FASTER.format(base=base, data_root=osp.join(root, 'data') + '/'))
+        f.write(TINY_RUN_CONFIG.format(base=base, data_root=osp.join(root, 'data') + '/'))
     return path
 
 
