@@ -1,4 +1,4 @@
-"""A training run killed while it writes a checkpoint can be resumed (issue 12).
+"""A training run killed while it writes a checkpoint can be resumed.
 
 A real ``tools/train.py`` process (the slim quick-start RetinaNet on a tiny synthetic
 dataset, one checkpoint kept, as the quick-start configs do) is SIGKILLed by the test

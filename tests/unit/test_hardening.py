@@ -1,4 +1,4 @@
-"""What a demanding user hit when trying to break detloss (issue 12), one test each.
+"""What a demanding user hit when trying to break detloss, one test each.
 
 - On NaN, Inf and mixed-dtype inputs the IoU family, the sigmoid focal loss and GHM-C
   equal their float64 computation on the same (rounded) inputs: a NaN is never turned
@@ -102,7 +102,7 @@ def test_iou_nan_inf_mixed_dtypes_equal_float64(name, pred_dtype, target_dtype):
 
 
 def test_iou_loss_log_mode_keeps_nan():
-    # the issue's case: -ln(max(IoU, eps)) of a NaN box was 16.118 = -ln(1e-7)
+    # the reported case: -ln(max(IoU, eps)) of a NaN box was 16.118 = -ln(1e-7)
     pred = torch.tensor([[1.0, 1.0, 5.0, NAN]])
     target = torch.tensor([[1.0, 1.0, 5.0, 5.0]])
     for requires_grad in (False, True):
