@@ -37,3 +37,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if 'integration' in item.path.parent.parts[-1:]:
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _restore_deterministic_algorithms():
+    """A Runner built in-process with ``randomness=dict(deterministic=True)`` turns on
+    ``torch.use_deterministic_algorithms`` for the whole process (and with it NaN-filled
+    ``torch.empty``): give every later test the setting it had before."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    yield
+    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)

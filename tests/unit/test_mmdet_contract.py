@@ -27,8 +27,8 @@ def build_pair(cfg: dict):
     from detloss_plugin.registry import MODELS as OURS
     cfg = dict(cfg)
     name = cfg.pop('type')
-    ours = OURS.build(dict(type=name, **cfg))
-    theirs = MMDET.build(dict(type=name, **cfg))
+    ours = OURS.build(dict(type=f'detloss_plugin.{name}', **cfg))
+    theirs = MMDET.build(dict(type=f'mmdet.{name}', **cfg))
     assert type(ours).__module__.startswith('detloss_plugin.')
     assert type(theirs).__module__.startswith('mmdet.')
     return ours, theirs
@@ -271,11 +271,11 @@ def test_one_loss_weight_rule_for_every_module(name):
     from detloss_plugin.registry import MODELS
     for bad in (-1.0, float('nan'), float('inf')):
         with pytest.raises(ValueError, match=r'loss_weight must be a finite number >= 0'):
-            MODELS.build(dict(type=name, loss_weight=bad))
+            MODELS.build(dict(type=f'detloss_plugin.{name}', loss_weight=bad))
     for bad in ('1', True, None):
         with pytest.raises(TypeError, match='loss_weight must be a number'):
-            MODELS.build(dict(type=name, loss_weight=bad))
-    assert MODELS.build(dict(type=name, loss_weight=0)).loss_weight == 0.0
+            MODELS.build(dict(type=f'detloss_plugin.{name}', loss_weight=bad))
+    assert MODELS.build(dict(type=f'detloss_plugin.{name}', loss_weight=0)).loss_weight == 0.0
 
 
 # ------------------------------------------------------------------ swap_losses

@@ -129,7 +129,7 @@ def test_mmcv_adapter_and_batched_nms_dispatch():
 def test_nwd_loss_module_contract():
     from detloss_plugin.models.losses import NWDLoss
     from detloss_plugin.registry import MODELS
-    module = MODELS.build(dict(type='NWDLoss', mode='exp', constant=12.8, loss_weight=2.0))
+    module = MODELS.build(dict(type='detloss_plugin.NWDLoss', mode='exp', constant=12.8, loss_weight=2.0))
     assert isinstance(module, NWDLoss)
     pred, _ = tiny_boxes(6, seed=1)
     target, _ = tiny_boxes(6, seed=2)
