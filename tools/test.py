@@ -28,7 +28,8 @@ from mmengine.dist import is_main_process  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from detloss_plugin.engine import setup_device_and_launcher  # noqa: E402
+from detloss_plugin.engine import (setup_device_and_launcher,  # noqa: E402
+                                   shutdown_distributed)
 
 
 def parse_args(argv=None):
@@ -110,6 +111,7 @@ def main(argv=None):
             print('[detloss test] ' + '  '.join(
                 f"{k.split('/')[-1].replace('bbox_', '')}={metrics[k]:.3f}" for k in keys))
         print(f'[detloss test] metrics written to {path}')
+    shutdown_distributed()
 
 
 if __name__ == '__main__':

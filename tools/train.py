@@ -33,7 +33,8 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from detloss_plugin.engine import setup_device_and_launcher  # noqa: E402
+from detloss_plugin.engine import (setup_device_and_launcher,  # noqa: E402
+                                   shutdown_distributed)
 
 
 def parse_args(argv=None):
@@ -103,6 +104,7 @@ def main(argv=None):
     setup_device_and_launcher(cfg, args.launcher)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
+    shutdown_distributed()
 
 
 if __name__ == '__main__':

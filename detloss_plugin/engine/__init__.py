@@ -5,10 +5,10 @@ from .checkpoint import (CorruptCheckpointError, disable_safe_checkpoint_loading
                          enable_safe_checkpoint_loading, load_from_local_safe,
                          mmengine_safe_globals)
 from .hooks import AtomicCheckpointHook, TrainingCurvesHook
-from .launch import setup_device_and_launcher
+from .launch import setup_device_and_launcher, shutdown_distributed
 from .val_loss import ValLossLoop, val_losses
 
 __all__ = ['enable_safe_checkpoint_loading', 'load_from_local_safe', 'mmengine_safe_globals',
            'disable_safe_checkpoint_loading', 'CorruptCheckpointError',
-           'setup_device_and_launcher', 'TrainingCurvesHook', 'AtomicCheckpointHook',
-           'ValLossLoop', 'val_losses']
+           'setup_device_and_launcher', 'shutdown_distributed', 'TrainingCurvesHook',
+           'AtomicCheckpointHook', 'ValLossLoop', 'val_losses']

@@ -21,7 +21,7 @@ import subprocess
 
 import torch
 
-__all__ = ['setup_device_and_launcher']
+__all__ = ['setup_device_and_launcher', 'shutdown_distributed']
 
 
 def _env_from_launcher(launcher: str) -> None:
@@ -73,3 +73,15 @@ def setup_device_and_launcher(cfg, launcher: str) -> str:
         wrapper['device_ids'] = None  # a CPU module: DDP takes no device ids
     cfg.model_wrapper_cfg = wrapper
     return 'cpu'
+
+
+def shutdown_distributed() -> None:
+    """Wait for every rank, then destroy the default process group (if one runs).
+
+    Called at the end of ``tools/train.py`` and ``tools/test.py``: left to interpreter
+    shutdown, a gloo rank of a finished run can abort ("terminate called without an
+    active exception") and torchrun then reports the whole run as failed."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
