@@ -125,7 +125,9 @@ def _(logits, targets, delta, mode):
             torch.empty_like(logits))
 
 
-def _rs_setup(ctx, inputs, output):
+def _save_updates(ctx, inputs, output):
+    """Both ops return ``(loss_a, loss_b, update_a, update_b)``: keep the two updates
+    (the error-driven gradients built in forward) for the backward."""
     ctx.save_for_backward(output[2], output[3])
     ctx.mark_non_differentiable(output[2], output[3])
 
@@ -137,7 +139,7 @@ def _rs_backward(ctx, g_rank, g_sort, _g2, _g3):
             sort_update * g_sort.to(sort_update.dtype)), None, None, None
 
 
-_rank_sort_op.register_autograd(_rs_backward, setup_context=_rs_setup)
+_rank_sort_op.register_autograd(_rs_backward, setup_context=_save_updates)
 
 
 def check_rs_targets(targets: Tensor) -> None:
@@ -309,11 +311,6 @@ def _(logits, labels, used, loc_losses, delta, mode):
             torch.empty_like(loc_losses))
 
 
-def _alrp_setup(ctx, inputs, output):
-    ctx.save_for_backward(output[2], output[3])
-    ctx.mark_non_differentiable(output[2], output[3])
-
-
 def _alrp_backward(ctx, g_cls, g_loc, _g2, _g3):
     not_twice_differentiable('aLRP loss')
     cls_update, loc_grad = ctx.saved_tensors
@@ -321,7 +318,7 @@ def _alrp_backward(ctx, g_cls, g_loc, _g2, _g3):
             loc_grad * g_loc.to(loc_grad.dtype), None, None)
 
 
-_alrp_op.register_autograd(_alrp_backward, setup_context=_alrp_setup)
+_alrp_op.register_autograd(_alrp_backward, setup_context=_save_updates)
 
 
 def alrp_loss(cls_score: Tensor, labels: Tensor, loc_losses: Tensor,
