@@ -19,6 +19,20 @@ import torch
 from _tools_helpers import REPO
 from integration_utils import RETINANET, build_detector, demo_batch, write_config
 
+
+def _toy_head_batch():
+    """Two FPN levels of 8-channel features for 2 images of 64 px, their metas and
+    3 ground-truth boxes (seeded): the input of a head's ``loss_by_feat``."""
+    from mmengine.structures import InstanceData
+    torch.manual_seed(0)
+    feats = [torch.randn(2, 8, 8, 8), torch.randn(2, 8, 4, 4)]
+    metas = [dict(img_shape=(64, 64), pad_shape=(64, 64), batch_input_shape=(64, 64))] * 2
+    gts = [InstanceData(bboxes=torch.tensor([[4.0, 6.0, 30.0, 40.0], [20.0, 20.0, 60.0, 44.0]]),
+                        labels=torch.tensor([0, 2])),
+           InstanceData(bboxes=torch.tensor([[10.0, 12.0, 50.0, 30.0]]),
+                        labels=torch.tensor([1]))]
+    return feats, metas, gts
+
 QUICK_DIR = osp.join(REPO, 'configs', 'quickstart')
 COCO_DIR = osp.join(REPO, 'configs', 'coco', 'retinanet')
 QUICK = {'ap-loss': 'APLoss', 'dr-loss': 'DRLoss'}
@@ -168,7 +182,6 @@ def _heads(loss_cls, loss_bbox=None, reg_decoded_bbox=False):
 
 @pytest.mark.parametrize('decoded', [False, True], ids=['l1-deltas', 'giou-decoded'])
 def test_head_passes_aligned_scores_labels_and_weights(decoded):
-    from mmengine.structures import InstanceData
 
     from detloss_plugin.models.losses import FocalLoss
     focal_cfg = dict(type='detloss_plugin.FocalLoss', use_sigmoid=True, gamma=2.0,
@@ -187,13 +200,7 @@ def test_head_passes_aligned_scores_labels_and_weights(decoded):
             return super().forward(cls_score, labels, label_weights, avg_factor=1.0)
 
     ranking.loss_cls = PerAnchor(use_sigmoid=True, gamma=2.0, alpha=0.25)
-    torch.manual_seed(0)
-    feats = [torch.randn(2, 8, 8, 8), torch.randn(2, 8, 4, 4)]
-    metas = [dict(img_shape=(64, 64), pad_shape=(64, 64), batch_input_shape=(64, 64))] * 2
-    gts = [InstanceData(bboxes=torch.tensor([[4.0, 6.0, 30.0, 40.0], [20.0, 20.0, 60.0, 44.0]]),
-                        labels=torch.tensor([0, 2])),
-           InstanceData(bboxes=torch.tensor([[10.0, 12.0, 50.0, 30.0]]),
-                        labels=torch.tensor([1]))]
+    feats, metas, gts = _toy_head_batch()
     outs = ranking(feats)
     ours = ranking.loss_by_feat(*outs, gts, metas)
     theirs = stock.loss_by_feat(*outs, gts, metas)
@@ -358,7 +365,6 @@ def test_rank_sort_atss_head_passes_aligned_targets():
     level and image of mmdet's ATSS targets, entry by entry (a per-level loop here)."""
     from mmengine.config import ConfigDict
     from mmengine.registry import init_default_scope
-    from mmengine.structures import InstanceData
 
     from mmdet.registry import MODELS
     from mmdet.structures.bbox import bbox_overlaps
@@ -380,13 +386,7 @@ def test_rank_sort_atss_head_passes_aligned_targets():
         captured['args'] = (logits, targets)
         return real(logits, targets)
     head.loss_cls.forward = capture
-    torch.manual_seed(0)
-    feats = [torch.randn(2, 8, 8, 8), torch.randn(2, 8, 4, 4)]
-    metas = [dict(img_shape=(64, 64), pad_shape=(64, 64), batch_input_shape=(64, 64))] * 2
-    gts = [InstanceData(bboxes=torch.tensor([[4.0, 6.0, 30.0, 40.0], [20.0, 20.0, 60.0, 44.0]]),
-                        labels=torch.tensor([0, 2])),
-           InstanceData(bboxes=torch.tensor([[10.0, 12.0, 50.0, 30.0]]),
-                        labels=torch.tensor([1]))]
+    feats, metas, gts = _toy_head_batch()
     cls_scores, bbox_preds = head(feats)
     losses = head.loss_by_feat(cls_scores, bbox_preds, gts, metas)
     logits, targets = captured['args']
@@ -428,7 +428,6 @@ def test_alrp_head_losses_equal_the_function_on_the_gathered_batch():
     as RankingRetinaHead gathers it, with mmdet's own GIoULoss per positive."""
     from mmengine.config import ConfigDict
     from mmengine.registry import init_default_scope
-    from mmengine.structures import InstanceData
 
     from mmdet.models.losses import GIoULoss
     from mmdet.registry import MODELS
@@ -447,13 +446,7 @@ def test_alrp_head_losses_equal_the_function_on_the_gathered_batch():
                                            neg_iou_thr=0.4, min_pos_iou=0, ignore_iof_thr=-1),
                              sampler=dict(type='PseudoSampler'), allowed_border=-1,
                              pos_weight=-1, debug=False)))
-    torch.manual_seed(0)
-    feats = [torch.randn(2, 8, 8, 8), torch.randn(2, 8, 4, 4)]
-    metas = [dict(img_shape=(64, 64), pad_shape=(64, 64), batch_input_shape=(64, 64))] * 2
-    gts = [InstanceData(bboxes=torch.tensor([[4.0, 6.0, 30.0, 40.0], [20.0, 20.0, 60.0, 44.0]]),
-                        labels=torch.tensor([0, 2])),
-           InstanceData(bboxes=torch.tensor([[10.0, 12.0, 50.0, 30.0]]),
-                        labels=torch.tensor([1]))]
+    feats, metas, gts = _toy_head_batch()
     outs = head(feats)
     head.train()
     losses = head.loss_by_feat(*outs, gts, metas)
